@@ -1,0 +1,15 @@
+"""jupyter_envmgr: Python environments for notebooks, built on shared storage and registered as kernels."""
+from ._version import __version__
+
+
+def _jupyter_server_extension_points():
+    from .app import EnvManagerApp
+
+    return [{"module": "jupyter_envmgr", "app": EnvManagerApp}]
+
+
+def _jupyter_labextension_paths():
+    return [{"src": "labextension", "dest": "jupyter-envmgr"}]
+
+
+__all__ = ["__version__"]

@@ -1,0 +1,174 @@
+"""The jupyter_server extension: configuration (traitlets), wiring, start and stop."""
+from __future__ import annotations
+
+import os
+import sys
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+
+from . import pythons
+from .builders.local import LocalBuilder
+from .handlers import route_table
+from .kernels import KernelRegistry
+from .manager import EnvironmentManager, Settings
+from .policy import Policy
+from .recipes import RecipeBook, Toolchain
+from .spec import Offer
+from .store import Store
+
+DEFAULT_PRESETS = [
+    {"name": "data-analysis", "manager": "pip", "packages": "numpy\npandas\npyarrow\n"},
+    {"name": "plotting", "manager": "pip", "packages": "matplotlib\nseaborn\nplotly\n"},
+    {"name": "classic-ml", "manager": "pip", "packages": "scikit-learn\nxgboost\nlightgbm\n"},
+    {"name": "deep-learning-cpu", "manager": "pip", "packages": "torch\ntorchvision\n"},
+    {"name": "deep-learning-gpu", "manager": "pip", "packages": "torch\ntorchvision\nnvidia-ml-py\n"},
+    {"name": "data-analysis", "manager": "conda", "packages": "dependencies:\n  - numpy\n  - pandas\n  - pyarrow\n"},
+    {"name": "plotting", "manager": "conda", "packages": "dependencies:\n  - matplotlib\n  - seaborn\n"},
+]
+
+
+def default_root() -> str:
+    return os.environ.get("JUPYTER_ENVMGR_ROOT") or os.path.join(jupyter_data_dir(), "envmgr")
+
+
+class EnvManagerApp(ExtensionApp):
+    """Environments for notebooks: build them on shared storage, register them as kernels."""
+
+    name = "jupyter_envmgr"
+    description = __doc__
+
+    root_dir = Unicode(
+        config=True,
+        help="""Where environments, logs, caches and kernelspecs live. Every Jupyter server that
+        mounts the same root sees the same environments. Default: $JUPYTER_ENVMGR_ROOT, else
+        <jupyter data dir>/envmgr.""",
+    )
+
+    @default("root_dir")
+    def _default_root(self):
+        return default_root()
+
+    backend = Unicode("local", config=True, help="Where builds run: 'local' (subprocesses, the default) or 'kubernetes' (batch/v1 Jobs).")
+
+    python_interpreters = Dict(
+        config=True,
+        help="""Interpreters offered to environments, {"3.12.3": "/path/to/python3"}. Empty (the
+        default): the server's own plus those found on the machine (pyenv, uv-managed, /usr/bin).""",
+    )
+    default_python = Unicode(config=True, help="Python version of environments that do not name one. Default: the server's own X.Y, when offered.")
+
+    @default("default_python")
+    def _default_python(self):
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    namespaces = List(Unicode(), ["default"], config=True, help="Namespaces (scopes) environments live in; the first is the default.")
+    max_concurrent_builds = Int(2, config=True, help="Builds that run at once; the rest wait as 'pending'.")
+    keep_revisions = Int(3, config=True, help="Revisions kept per environment for rollback (the ready one is always kept).")
+    build_timeout = Float(3600.0, config=True, help="Seconds a build may run before it is stopped and failed.")
+    init_script_timeout = Float(600.0, config=True, help="Seconds an environment's init script may run.")
+    allowed_index_urls = List(Unicode(), config=True, help="URL prefixes of package indexes users may name in index_urls; empty allows any http(s) index.")
+    allowed_requirement_options = List(Unicode(), config=True, help="Option lines (e.g. '--pre') allowed in requirements text; others are refused with 403.")
+    allow_direct_urls = Bool(False, config=True, help="Allow 'name @ https://...' requirements.")
+    allowed_source_dirs = List(Unicode(), config=True, help="Directories under which local archives and '-e' source installs are allowed.")
+    max_environments = Int(200, config=True, help="Most environments this root may hold across namespaces.")
+    max_packages_bytes = Int(65536, config=True, help="Largest packages text (requirements.txt or environment.yaml) accepted, in bytes.")
+    max_body_bytes = Int(1024 * 1024, config=True, help="Largest request body accepted by the REST API, in bytes (larger gets 413).")
+    uv_cache_dir = Unicode(config=True, help="uv's package cache. Default <root>/cache/uv: on the same filesystem as the environments, so installs hard-link.")
+
+    @default("uv_cache_dir")
+    def _default_uv_cache(self):
+        return os.path.join(self.root_dir, "cache", "uv")
+
+    base_packages = Dict(
+        {"pip": ["ipykernel"], "conda": ["python", "ipykernel"]},
+        config=True, help="Packages always installed per manager (not editable by users); ipykernel is needed for kernels.",
+    )
+    presets = List(Dict(), DEFAULT_PRESETS, config=True, help="Named package sets users can add to an environment: [{name, manager, packages}].")
+    user_kernelspecs = Bool(
+        True, config=True,
+        help="""Also write kernelspecs into the user's Jupyter data dir (<data dir>/kernels) so that every
+        Jupyter tool (jupyter kernelspec list, nbconvert, papermill) finds them with no setting. Where the
+        root is shared storage, set JUPYTER_PATH=<root>/jupyter for those tools instead.""",
+    )
+
+    @validate("namespaces")
+    def _check_namespaces(self, proposal):
+        from .spec import NAME_RE
+
+        value = proposal["value"]
+        if not value or any(not NAME_RE.match(ns) for ns in value):
+            raise ValueError("namespaces must be a non-empty list of DNS-1123 labels")
+        return value
+
+    # ------------------------------------------------------------ wiring
+
+    @property
+    def kernels_dir(self) -> str:
+        return os.path.join(self.root_dir, "jupyter", "kernels")
+
+    def interpreters(self) -> dict:
+        return dict(self.python_interpreters) or pythons.discover(pythons.candidate_paths())
+
+    def initialize_settings(self):
+        root = os.path.abspath(os.path.expanduser(self.root_dir))
+        self.root_dir = root
+        store = Store(root)
+        found = self.interpreters()
+        policy = Policy(
+            allowed_index_urls=list(self.allowed_index_urls),
+            allowed_requirement_options=list(self.allowed_requirement_options),
+            allow_direct_urls=self.allow_direct_urls,
+            allowed_source_dirs=list(self.allowed_source_dirs),
+            max_environments=self.max_environments,
+            max_concurrent_builds=self.max_concurrent_builds,
+            max_packages_bytes=self.max_packages_bytes,
+            base_packages={k: list(v) for k, v in self.base_packages.items()},
+        )
+        import uv
+
+        tools = Toolchain(uv=uv.find_uv_bin(), python_for=lambda v: pythons.pick(found, v), uv_cache_dir=self.uv_cache_dir)
+        book = RecipeBook(tools, policy.base_packages, self.init_script_timeout)
+        managers = ["pip"]
+        offer = Offer(
+            python_versions=sorted(found),
+            namespaces=list(self.namespaces),
+            storages=[{"name": "default", "path": root, "access_mode": "ReadWriteMany"}],
+            managers=managers,
+            max_packages_bytes=self.max_packages_bytes,
+        )
+        short = pythons.short_versions(found)
+        default_python = self.default_python if self.default_python in short else (short[-1] if short else "")
+        dirs = [self.kernels_dir] + ([os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else [])
+        kernels = KernelRegistry(root, dirs, self.namespaces[0])
+        self.manager = EnvironmentManager(
+            store, LocalBuilder(), kernels, policy, offer, book,
+            Settings(
+                build_timeout=self.build_timeout,
+                init_script_timeout=self.init_script_timeout,
+                keep_revisions=self.keep_revisions,
+                default_python=default_python,
+                default_namespace=self.namespaces[0],
+                presets=list(self.presets),
+            ),
+            log=self.log,
+        )
+        self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
+        self._add_kernel_dir()
+
+    def _add_kernel_dir(self):
+        """Let this server's kernel picker see the root's kernelspecs (no copy, no build)."""
+        ksm = getattr(self.serverapp, "kernel_spec_manager", None)
+        if ksm is not None and self.kernels_dir not in ksm.kernel_dirs:
+            ksm.kernel_dirs = [self.kernels_dir] + list(ksm.kernel_dirs)
+
+    def initialize_handlers(self):
+        self.handlers.extend((f"/{path}", handler) for path, handler in route_table())
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        await self.manager.start()
+        self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
+
+    async def stop_extension(self):
+        await self.manager.stop()

@@ -1,0 +1,1 @@
+"""Executors of build plans: local subprocesses (the default) or Kubernetes Jobs."""

@@ -1,0 +1,90 @@
+"""Local builds: the runner as a subprocess in its own session (process group).
+
+Its own session means a server crash or restart does not take the build down; the handle
+(host, boot id, pid) lets the next server on this machine follow it to its end or notice it died.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from .. import runner
+from .base import Build, Builder, clear_result, read_result
+
+RUNNER = os.path.abspath(runner.__file__)
+DIED = "the build process ended without a result (it was killed, or the machine restarted); rebuild to try again"
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def runner_alive(handle: dict, plan_path: str) -> bool:
+    """The pid still runs *our* runner on this plan (guards against pid reuse)."""
+    try:
+        with open(f"/proc/{handle['pid']}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, KeyError):
+        return False
+    return plan_path.encode() in argv
+
+
+class LocalBuilder(Builder):
+    kind = "local"
+
+    def __init__(self, python: str = sys.executable, poll_interval: float = 0.5):
+        self.python = python
+        self.poll_interval = poll_interval
+        self._children: dict = {}
+
+    async def start(self, build: Build) -> dict:
+        clear_result(build)
+        os.makedirs(os.path.dirname(build.paths.log), exist_ok=True)
+        with open(build.paths.log, "ab") as errors:
+            proc = await asyncio.create_subprocess_exec(
+                self.python, RUNNER, build.paths.plan,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=errors,
+                start_new_session=True,
+            )
+        self._children[build.key] = proc
+        build.handle = {"kind": "local", "host": socket.gethostname(), "boot_id": boot_id(), "pid": proc.pid}
+        return build.handle
+
+    async def wait(self, build: Build) -> dict:
+        proc = self._children.get(build.key)
+        try:
+            if proc is not None:
+                await proc.wait()
+            else:  # re-attached after a restart: not our child, so watch /proc
+                while runner_alive(build.handle or {}, build.paths.plan):
+                    await asyncio.sleep(self.poll_interval)
+        finally:
+            self._children.pop(build.key, None)
+        return read_result(build, DIED)
+
+    async def cancel(self, build: Build) -> None:
+        pid = (build.handle or {}).get("pid")
+        if not pid or not runner_alive(build.handle, build.paths.plan):
+            return
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            for _ in range(int(grace / 0.05)):
+                if not runner_alive(build.handle, build.paths.plan):
+                    return
+                await asyncio.sleep(0.05)
+
+    def owns(self, handle: dict) -> bool:
+        return handle.get("kind") == "local" and handle.get("host") == socket.gethostname()
+
+    def is_running(self, build: Build) -> bool:
+        return build.key in self._children or runner_alive(build.handle or {}, build.paths.plan)

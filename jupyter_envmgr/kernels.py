@@ -1,0 +1,147 @@
+"""Kernelspecs for ready environments, on the root storage where every server of the root finds them.
+
+A kernelspec points at `envs/<ns>/<name>/current/bin/python`, so an update never edits it and a
+running kernel keeps its revision until it restarts. Written atomically: a new spec is a temp dir
+renamed into place; a changed one is an atomic replace of its kernel.json.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterable, Optional
+
+from .store import atomic_write
+
+PREFIX = "envmgr-"
+
+
+def kernel_name(namespace: str, name: str, default_namespace: str) -> str:
+    """`envmgr-<name>`, or `envmgr-<ns>.<name>` elsewhere ('.' is never in a name, so no clash)."""
+    return f"{PREFIX}{name}" if namespace == default_namespace else f"{PREFIX}{namespace}.{name}"
+
+
+def _logos() -> list:
+    try:
+        from ipykernel.kernelspec import RESOURCES
+    except ImportError:  # pragma: no cover - ipykernel is a dependency
+        return []
+    return [os.path.join(RESOURCES, f) for f in ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
+            if os.path.exists(os.path.join(RESOURCES, f))]
+
+
+class KernelRegistry:
+    """Writes, removes and resyncs our kernelspecs in one or more kernel directories.
+
+    `dirs[0]` is on the root storage (shared by every server of the root); further dirs (the user's
+    Jupyter data dir by default) make the kernels visible to tools that know nothing of the root.
+    """
+
+    def __init__(self, root: str, dirs: Iterable[str], default_namespace: str):
+        self.root = os.path.abspath(root)
+        self.dirs = [os.path.abspath(d) for d in dirs]
+        self.default_namespace = default_namespace
+
+    def spec_for(self, record: dict, env: dict) -> dict:
+        python = os.path.join(record["prefix"], "bin", "python")
+        return {
+            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"{record['name']} (Python {record['python']})"
+            + ("" if record["namespace"] == self.default_namespace else f" [{record['namespace']}]"),
+            "language": "python",
+            "interrupt_mode": "signal",
+            "env": env,
+            "metadata": {
+                "debugger": True,
+                "envmgr": {
+                    "name": record["name"],
+                    "namespace": record["namespace"],
+                    "revision": record["ready_revision"],
+                    "root": self.root,
+                },
+            },
+        }
+
+    def write(self, record: dict, env: dict) -> str:
+        name = kernel_name(record["namespace"], record["name"], self.default_namespace)
+        spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
+        for directory in self.dirs:
+            self._write_one(directory, name, spec)
+        return name
+
+    def _write_one(self, directory: str, name: str, spec: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, name)
+        if os.path.isdir(target):
+            atomic_write(os.path.join(target, "kernel.json"), spec)
+            return
+        tmp = tempfile.mkdtemp(dir=directory, prefix=".tmp-")
+        try:
+            for logo in _logos():
+                shutil.copyfile(logo, os.path.join(tmp, os.path.basename(logo)))
+            atomic_write(os.path.join(tmp, "kernel.json"), spec)
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another server wrote it first: keep theirs, refresh the file
+                atomic_write(os.path.join(target, "kernel.json"), spec)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove(self, namespace: str, name: str) -> None:
+        kname = kernel_name(namespace, name, self.default_namespace)
+        for directory in self.dirs:
+            path = os.path.join(directory, kname)
+            if self._ours(path):
+                trash = tempfile.mkdtemp(dir=directory, prefix=".tmp-")
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(path, os.path.join(trash, "spec"))
+                shutil.rmtree(trash, ignore_errors=True)
+
+    def _ours(self, path: str) -> bool:
+        """A kernelspec this root wrote (others' `envmgr-*` specs, from another root, are left alone)."""
+        try:
+            with open(os.path.join(path, "kernel.json")) as f:
+                meta = json.load(f).get("metadata", {}).get("envmgr", {})
+        except (OSError, ValueError):
+            return False
+        return meta.get("root") == self.root
+
+    def read(self, namespace: str, name: str) -> Optional[dict]:
+        path = os.path.join(self.dirs[0], kernel_name(namespace, name, self.default_namespace), "kernel.json")
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def names(self) -> set:
+        found = set()
+        for directory in self.dirs:
+            with contextlib.suppress(FileNotFoundError):
+                found.update(n for n in os.listdir(directory)
+                             if n.startswith(PREFIX) and self._ours(os.path.join(directory, n)))
+        return found
+
+    def resync(self, wanted: dict) -> None:
+        """Make the specs on disk match `wanted` ({kernel name: (record, env)}): write missing, remove orphans."""
+        for kname, (record, env) in wanted.items():
+            spec = self.spec_for(record, env)
+            for directory in self.dirs:
+                try:
+                    with open(os.path.join(directory, kname, "kernel.json")) as f:
+                        if json.load(f) == spec:
+                            continue
+                except (OSError, ValueError):
+                    pass
+                self._write_one(directory, kname, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        for directory in self.dirs:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.listdir(directory):
+                    path = os.path.join(directory, entry)
+                    if entry.startswith(".tmp-"):
+                        shutil.rmtree(path, ignore_errors=True)
+                    elif entry.startswith(PREFIX) and entry not in wanted and self._ours(path):
+                        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,179 @@
+"""Spec → build recipe: the argv steps that turn an EnvSpec into a prefix, with no shell.
+
+One recipe, two executors: the plan written here is run by `runner.py`, either as a local
+subprocess or in a Kubernetes Job's container, and both produce the same prefix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from .spec import EnvSpec
+
+PIP_BASE_PACKAGES = ["ipykernel"]
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list
+    env: dict = field(default_factory=dict)
+    stdout: Optional[str] = None  # capture stdout into this file (the lock)
+    timeout: Optional[float] = None
+
+
+@dataclass
+class Toolchain:
+    """Where the tools are, as seen by whatever runs the steps (this machine, or a build image)."""
+
+    uv: str
+    python_for: Callable[[str], str]  # requested version → interpreter path
+    uv_cache_dir: str
+    python_install_dir: Optional[str] = None
+    extra_env: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildPaths:
+    prefix: str
+    build_dir: str
+    log: Optional[str]
+    resources_dir: str
+
+    @property
+    def python(self) -> str:
+        return os.path.join(self.prefix, "bin", "python")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.build_dir, "lock.txt")
+
+    @property
+    def result(self) -> str:
+        return os.path.join(self.build_dir, "result.json")
+
+    @property
+    def plan(self) -> str:
+        return os.path.join(self.build_dir, "plan.json")
+
+    @property
+    def init_env(self) -> str:
+        return os.path.join(self.build_dir, "init.env")
+
+    @property
+    def activate_env(self) -> str:
+        return os.path.join(self.build_dir, "activate.json")
+
+
+def pip_steps(spec: EnvSpec, paths: BuildPaths, tools: Toolchain, base_packages: list) -> list:
+    requirements = os.path.join(paths.build_dir, "requirements.txt")
+    return [
+        Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
+        Step("install", [tools.uv, "pip", "install", "--python", paths.python, "-r", requirements, *base_packages]),
+        Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
+    ]
+
+
+def init_step(spec: EnvSpec, paths: BuildPaths, timeout: float) -> list:
+    if not spec.init_script.strip():
+        return []
+    script = os.path.join(paths.build_dir, "init.py")
+    env = {"ENVMGR_RESOURCES_DIR": paths.resources_dir, "ENVMGR_ENV_FILE": paths.init_env, "PYTHONUNBUFFERED": "1"}
+    return [Step("init", [paths.python, script], env=env, timeout=timeout)]
+
+
+def uv_env(spec: EnvSpec, tools: Toolchain) -> dict:
+    """uv settings through the environment: credentials in index URLs stay out of argv and the log."""
+    env = {
+        "UV_CACHE_DIR": tools.uv_cache_dir,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+        "NO_COLOR": "1",
+        "VIRTUAL_ENV": "",
+    }
+    if tools.python_install_dir:
+        env["UV_PYTHON_INSTALL_DIR"] = tools.python_install_dir
+    if spec.index_urls:
+        env["UV_EXTRA_INDEX_URL"] = " ".join(spec.index_urls)
+    env.update(tools.extra_env)
+    return env
+
+
+def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float) -> str:
+    """Write the inputs of a build (requirements, init script, plan) into its build dir."""
+    os.makedirs(paths.build_dir, exist_ok=True)
+    if spec.manager == "pip":
+        _write(os.path.join(paths.build_dir, "requirements.txt"), spec.packages)
+    if spec.init_script.strip():
+        _write(os.path.join(paths.build_dir, "init.py"), spec.init_script)
+    plan = {
+        "log": paths.log,
+        "result": paths.result,
+        "timeout": timeout,
+        "env": env,
+        "steps": [asdict(s) for s in steps],
+    }
+    # The plan may hold index credentials: readable by its owner only.
+    _write(paths.plan, json.dumps(plan, indent=2), mode=0o600)
+    return paths.plan
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def read_env_file(path: str) -> dict:
+    """KEY=VALUE lines an init script wrote (ENVMGR_ENV_FILE); other lines are ignored."""
+    values = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, sep, value = line.rstrip("\n").partition("=")
+                key = key.strip()
+                if sep and key.isidentifier():
+                    values[key] = value
+    except FileNotFoundError:
+        pass
+    return values
+
+
+class RecipeBook:
+    """Knows every manager's recipe: validates a spec's packages and turns it into steps + env."""
+
+    def __init__(self, tools: Toolchain, base_packages: dict, init_script_timeout: float = 600.0):
+        self.tools = tools
+        self.base_packages = base_packages
+        self.init_script_timeout = init_script_timeout
+
+    def validate(self, spec: EnvSpec) -> None:
+        """Manager-specific checks beyond spec.py and policy.py (pip text is checked by policy)."""
+
+    def steps(self, spec: EnvSpec, paths: BuildPaths) -> tuple:
+        base = self.base_packages.get(spec.manager, [])
+        if spec.manager == "pip":
+            steps = pip_steps(spec, paths, self.tools, base)
+        else:
+            raise ValueError(f"no recipe for manager {spec.manager!r}")
+        steps += init_step(spec, paths, self.init_script_timeout)
+        return steps, uv_env(spec, self.tools)
+
+    async def installed(self, manager: str, prefix: str) -> list:
+        """What is really installed in a prefix: [{"name", "version"}], read by uv from the prefix itself."""
+        import asyncio
+
+        proc = await asyncio.create_subprocess_exec(
+            self.tools.uv, "pip", "list", "--format", "json", "--python", os.path.join(prefix, "bin", "python"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ, NO_COLOR="1"),
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"uv pip list failed: {err.decode(errors='replace').strip()}")
+        return [{"name": p["name"], "version": p["version"]} for p in json.loads(out or b"[]")]
