@@ -21,6 +21,7 @@ from .manager import ACTIVE, EnvironmentManager
 from .spec import NAME_RE, scrub
 
 RESOURCE = "envmgr"
+TEXT = "text/plain; charset=utf-8"
 NAME = r"(?P<name>[^/]+)"
 
 
@@ -142,13 +143,13 @@ class LogHandler(EnvmgrHandler):
         revision = self._revision(record)
         secrets = self.manager.secrets(record)
         path = self.manager.paths(ns, name, revision).log
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Type", TEXT)
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         if self.get_query_argument("follow", "0") in ("1", "true", "yes"):
             await self._follow(ns, name, revision, path, secrets)
         else:
-            self.finish(scrub(_read(path), secrets))
+            self.finish(scrub(_read(path), secrets), set_content_type=TEXT)
 
     def _revision(self, record: dict) -> int:
         raw = self.get_query_argument("revision", None)
@@ -183,7 +184,7 @@ class LogHandler(EnvmgrHandler):
                 await asyncio.wait_for(event.wait(), timeout=0.3)
             except asyncio.TimeoutError:
                 pass
-        self.finish()
+        self.finish(set_content_type=TEXT)
 
 
 class PackagesHandler(EnvmgrHandler):
@@ -228,9 +229,8 @@ class ExportHandler(EnvmgrHandler):
         elif fmt == "requirements":
             record = self.manager.get(ns, name)
             text = scrub(self.manager.lock_text(ns, name), self.manager.secrets(record))
-            self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="{name}.lock.txt"')
-            self.finish(text)
+            self.finish(text, set_content_type=TEXT)
         else:
             raise invalid("format", f"{fmt!r} is not an export format; use requirements or spec")
 

@@ -1,0 +1,228 @@
+"""`jupyter envmgr`: the REST contract from a terminal, plus `demo`, a private end-to-end run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+from .client import ClientError, EnvmgrClient, progress_line, stderr_is_tty
+
+
+def parse_pairs(values, what: str) -> dict:
+    pairs = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ClientError(0, f"{what} {item!r} must look like KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def packages_text(args) -> Optional[str]:
+    """Packages from -r FILE and/or positional PKG arguments, as requirements/environment text."""
+    text = ""
+    if getattr(args, "file", None):
+        with open(args.file) as f:
+            text = f.read()
+    if getattr(args, "packages", None):
+        text += "".join(p + "\n" for p in args.packages)
+    return text or None
+
+
+def spec_from_args(args, creating: bool) -> dict:
+    spec = {}
+    if creating:
+        spec["name"] = args.name
+        if args.manager:
+            spec["manager"] = args.manager
+    text = packages_text(args)
+    if getattr(args, "preset", None):
+        text = (text or "") + args.preset_text
+    if text is not None:
+        spec["packages"] = text
+    for key, value in (("python", args.python), ("description", args.description), ("gpu", args.gpu)):
+        if value is not None:
+            spec[key] = value
+    if args.index_url:
+        spec["index_urls"] = args.index_url
+    for key, flag in (("labels", "label"), ("annotations", "annotation"), ("env_vars", "env")):
+        if getattr(args, flag):
+            spec[key] = parse_pairs(getattr(args, flag), f"--{flag}")
+    if getattr(args, "init_script", None):
+        with open(args.init_script) as f:
+            spec["init_script"] = f.read()
+    return spec
+
+
+def wait_with_progress(client: EnvmgrClient, name: str, timeout: float, quiet: bool = False) -> dict:
+    tty = stderr_is_tty()
+
+    def show(record):
+        if quiet:
+            return
+        line = progress_line(record)
+        if tty:
+            sys.stderr.write("\r\033[K" + line)
+        elif record["status"] not in ("pending", "warming"):
+            sys.stderr.write(line)
+        sys.stderr.flush()
+
+    record = client.wait(name, timeout=timeout, on_update=show)
+    if not quiet:
+        sys.stderr.write("\n")
+    if record["status"] != "ready":
+        raise ClientError(0, f"{name} is {record['status']}: {record.get('message', '')}")
+    return record
+
+
+def print_table(records: list) -> None:
+    rows = [("NAME", "MANAGER", "PYTHON", "STATUS", "REVISION", "LABELS")]
+    for r in records:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(r.get("labels", {}).items()))
+        rows.append((r["name"], r["manager"], r["python"], r["status"], str(r.get("revision", "")), labels))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("packages", nargs="*", metavar="PKG", help="requirements, e.g. 'numpy>=2' pandas")
+    p.add_argument("-r", "--file", help="requirements.txt or environment.yaml to read the packages from")
+    p.add_argument("--python", help="Python version, e.g. 3.12 (GET /info lists them)")
+    p.add_argument("--index-url", action="append", help="extra package index URL (repeatable)")
+    p.add_argument("--label", action="append", help="label KEY=VALUE (repeatable)")
+    p.add_argument("--annotation", action="append", help="annotation KEY=VALUE (repeatable)")
+    p.add_argument("--env", action="append", help="kernel environment variable KEY=VALUE (repeatable)")
+    p.add_argument("--description")
+    p.add_argument("--gpu", type=int)
+    p.add_argument("--preset", help="add a named package set from GET /info presets")
+    p.add_argument("--init-script", help="a Python file run in the environment after each build")
+    p.add_argument("--wait", action="store_true", help="wait until ready, with a progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter envmgr", description="Manage notebook environments on a Jupyter server.")
+    parser.add_argument("--url", help="server URL (default: the running server found in Jupyter's runtime files)")
+    parser.add_argument("--token", help="server token (default: from the runtime file)")
+    parser.add_argument("--namespace", help="namespace (default: the server's default)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a build")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list environments")
+    p.add_argument("--label", help="key=value filter")
+    p.add_argument("--status", help="status filter, e.g. ready or warming,pending")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("create", help="create an environment and start warming it")
+    p.add_argument("name")
+    p.add_argument("--manager", choices=["pip", "conda"])
+    add_spec_options(p)
+
+    p = sub.add_parser("update", help="change packages or metadata (a new revision when build inputs change)")
+    p.add_argument("name")
+    add_spec_options(p)
+
+    for command, text in (("show", "show one environment"), ("delete", "delete an environment and its kernel"),
+                          ("wait", "wait until an environment is ready or failed")):
+        sub.add_parser(command, help=text).add_argument("name")
+
+    p = sub.add_parser("log", help="print the build log")
+    p.add_argument("name")
+    p.add_argument("--revision", type=int)
+    p.add_argument("--follow", "-f", action="store_true", help="stream until the build ends")
+
+    p = sub.add_parser("rollback", help="serve an earlier ready revision again")
+    p.add_argument("name")
+    p.add_argument("revision", type=int)
+
+    p = sub.add_parser("export", help="print the lock (requirements) or the spec (JSON, re-importable)")
+    p.add_argument("name")
+    p.add_argument("--format", choices=["requirements", "spec"], default="spec")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    p = sub.add_parser("import", help="create an environment from an exported spec")
+    p.add_argument("file")
+    p.add_argument("--name", help="create it under this name instead")
+    p.add_argument("--wait", action="store_true")
+
+    p = sub.add_parser("demo", help="start a private server, build an environment, run code in its kernel")
+    p.add_argument("--package", default="six", help="the package to install (default: six)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary root afterwards")
+    return parser
+
+
+def run(args) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(package=args.package, keep=args.keep)
+    client = EnvmgrClient.discover(args.url, args.token, args.namespace)
+    cmd = args.command
+    if getattr(args, "preset", None):
+        presets = {p["name"]: p for p in client.info()["presets"] if p["manager"] == (getattr(args, "manager", None) or "pip")}
+        if args.preset not in presets:
+            raise ClientError(0, f"no preset {args.preset!r}; presets: {', '.join(sorted(presets))}")
+        args.preset_text = presets[args.preset]["packages"]
+    if cmd == "list":
+        records = client.list(args.label, args.status)
+        print(json.dumps(records, indent=2)) if args.json else print_table(records)
+    elif cmd in ("create", "update"):
+        spec = spec_from_args(args, creating=cmd == "create")
+        record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
+        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
+        if args.wait and record["status"] in ("pending", "warming"):
+            record = wait_with_progress(client, args.name, args.timeout)
+            print(f"{args.name}: ready, kernel {record['kernel_name']}")
+    elif cmd == "show":
+        print(json.dumps(client.get(args.name), indent=2))
+    elif cmd == "delete":
+        client.delete(args.name)
+        print(f"{args.name}: deleted")
+    elif cmd == "wait":
+        record = wait_with_progress(client, args.name, args.timeout)
+        print(f"{args.name}: ready, kernel {record['kernel_name']}")
+    elif cmd == "log":
+        if args.follow:
+            for chunk in client.follow_log(args.name, args.revision):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+        else:
+            sys.stdout.write(client.log(args.name, args.revision))
+    elif cmd == "rollback":
+        record = client.action(args.name, "rollback", revision=args.revision)
+        print(f"{args.name}: {record['status']} on revision {record['ready_revision']}")
+    elif cmd == "export":
+        data = client.export(args.name, args.format)
+        text = json.dumps(data, indent=2) + "\n" if isinstance(data, dict) else data
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+    elif cmd == "import":
+        with open(args.file) as f:
+            spec = json.load(f)
+        if args.name:
+            spec["name"] = args.name
+        record = client.create(spec)
+        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
+        if args.wait:
+            wait_with_progress(client, record["name"], args.timeout)
+            print(f"{record['name']}: ready")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ClientError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
