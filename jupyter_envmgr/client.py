@@ -182,20 +182,25 @@ class EnvmgrClient:
 
     async def run_code(self, kernel_name: str, code: str, timeout: float = 120) -> str:
         """Start a kernel through the server, run `code`, return its stdout; raise on an error."""
-        from tornado.httpclient import HTTPRequest
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
         from tornado.websocket import websocket_connect
 
-        kernel = self.request("POST", "api/kernels", {"name": kernel_name})
+        # Async all the way: the server may run in this very event loop (the tests).
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        http = AsyncHTTPClient()
+        resp = await http.fetch(self._url("api/kernels"), method="POST", headers=headers,
+                                body=json.dumps({"name": kernel_name}), request_timeout=timeout)
+        kernel = json.loads(resp.body)
         try:
             ws_url = self._url(f"api/kernels/{kernel['id']}/channels").replace("http", "ws", 1)
-            headers = {"Authorization": f"token {self.token}"} if self.token else {}
             conn = await websocket_connect(HTTPRequest(ws_url, headers=headers, connect_timeout=timeout))
             try:
                 return await _execute(conn, code, timeout)
             finally:
                 conn.close()
         finally:
-            self.request("DELETE", f"api/kernels/{kernel['id']}")
+            await http.fetch(self._url(f"api/kernels/{kernel['id']}"), method="DELETE", headers=headers,
+                             request_timeout=timeout, raise_error=False)
 
 
 async def _execute(conn, code: str, timeout: float) -> str:

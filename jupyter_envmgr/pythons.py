@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ _VERSION_CODE = "import sys; print('.'.join(map(str, sys.version_info[:3])))"
 
 
 def candidate_paths() -> list:
-    home = os.path.expanduser("~")
+    home = pwd.getpwuid(os.getuid()).pw_dir  # not $HOME: test harnesses and services change it
     pyenv = os.environ.get("PYENV_ROOT", os.path.join(home, ".pyenv"))
     uv_dir = os.environ.get("UV_PYTHON_INSTALL_DIR", os.path.join(home, ".local", "share", "uv", "python"))
     paths = [sys.executable]

@@ -1,0 +1,196 @@
+"""Test helpers: wheels made here, a package index served on loopback, waiting on a real server."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+ACTIVE = ("pending", "warming")
+
+
+def make_wheel(name: str, version: str, module_code: str = "") -> tuple:
+    """A real, installable pure-Python wheel: (filename, bytes)."""
+    dist = re.sub(r"[-_.]+", "_", name).lower()
+    module = dist
+    files = {
+        f"{module}/__init__.py": module_code or f"__version__ = {version!r}\nNAME = {name!r}\n",
+        f"{dist}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: envmgr-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record_lines = []
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, text in files.items():
+            data = text.encode()
+            zf.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record_lines.append(f"{path},sha256={digest},{len(data)}")
+        record = f"{dist}-{version}.dist-info/RECORD"
+        zf.writestr(record, "\n".join(record_lines + [f"{record},,"]) + "\n")
+    return f"{dist}-{version}-py3-none-any.whl", buf.getvalue()
+
+
+class LocalIndex:
+    """A PEP 503 simple index on 127.0.0.1.
+
+    Fixed projects are added with `add`; any project named `envmgr-slow-*` is made on the fly and
+    trickled out over `slow_seconds` (a build that takes a while, never cached under another name).
+    """
+
+    def __init__(self, slow_seconds: float = 20.0):
+        self.files: dict = {}  # project -> {filename: bytes}
+        self.slow_seconds = slow_seconds
+        self.requests: list = []
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.head_only = True
+                self.do_GET()
+
+            def do_GET(self):
+                index.requests.append(self.path)
+                path = unquote(self.path.split("?")[0])
+                m = re.match(r"^/simple/([^/]+)/?$", path)
+                if m:
+                    return self._page(m[1])
+                m = re.match(r"^/files/([^/]+)/([^/]+)$", path)
+                if m and m[2] in index.project(m[1]):
+                    return self._file(m[1], index.project(m[1])[m[2]])
+                self.send_error(404)
+
+            def _page(self, project):
+                files = index.project(project)
+                if not files:
+                    return self.send_error(404)
+                links = "".join(
+                    f'<a href="/files/{project}/{fn}#sha256={hashlib.sha256(data).hexdigest()}">{fn}</a>\n'
+                    for fn, data in files.items()
+                )
+                body = f"<!DOCTYPE html><html><body>\n{links}</body></html>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not getattr(self, "head_only", False):
+                    self.wfile.write(body)
+
+            def _file(self, project, data):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if getattr(self, "head_only", False):
+                    return
+                if project.startswith("envmgr-slow-"):
+                    pieces = 20
+                    step = max(1, len(data) // pieces)
+                    try:
+                        for i in range(0, len(data), step):
+                            self.wfile.write(data[i:i + step])
+                            self.wfile.flush()
+                            time.sleep(index.slow_seconds / pieces)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                else:
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def normalize(self, project: str) -> str:
+        return re.sub(r"[-_.]+", "-", project).lower()
+
+    def add(self, name: str, version: str, module_code: str = "") -> None:
+        filename, data = make_wheel(name, version, module_code)
+        self.files.setdefault(self.normalize(name), {})[filename] = data
+
+    def project(self, project: str) -> dict:
+        project = self.normalize(project)
+        if project.startswith("envmgr-slow-") and project not in self.files:
+            self.add(project, "1.0")
+        return self.files.get(project, {})
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.urandom(4).hex()}"
+
+
+class Api:
+    """The REST contract through pytest-jupyter's jp_fetch, with errors returned, not raised."""
+
+    def __init__(self, fetch, serverapp):
+        self.fetch = fetch
+        self.serverapp = serverapp
+
+    async def call(self, method: str, path: str = "", body=None, raw_body=None, **params):
+        parts = ["envmgr", "api"] + [p for p in path.split("/") if p]
+        kwargs = {"method": method, "raise_error": False}
+        if raw_body is not None:
+            kwargs["body"] = raw_body
+        elif body is not None:
+            kwargs["body"] = json.dumps(body)
+        elif method in ("POST", "PATCH"):
+            kwargs["body"] = "{}"
+        if params:
+            kwargs["params"] = {k: str(v) for k, v in params.items()}
+        resp = await self.fetch(*parts, **kwargs)
+        text = resp.body.decode() if resp.body else ""
+        if resp.headers.get("Content-Type", "").startswith("application/json") and text:
+            return resp.code, json.loads(text)
+        return resp.code, text
+
+    async def ok(self, method: str, path: str = "", body=None, expect=(200, 202, 204), **params):
+        status, data = await self.call(method, path, body, **params)
+        assert status in expect, (status, data)
+        return data
+
+    async def create(self, body: dict, **params) -> dict:
+        return await self.ok("POST", "environments", body, expect=(202,), **params)
+
+    async def get(self, name: str, **params) -> dict:
+        return await self.ok("GET", f"environments/{name}", **params)
+
+    async def wait(self, name: str, timeout: float = 300, **params) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = await self.get(name, **params)
+            if record["status"] not in ACTIVE:
+                return record
+            assert time.monotonic() < deadline, f"{name} still {record['status']}: {record['message']}"
+            await asyncio.sleep(0.2)
+
+    async def wait_for(self, name: str, predicate, timeout: float = 120, **params) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = await self.get(name, **params)
+            if predicate(record):
+                return record
+            assert time.monotonic() < deadline, f"{name}: condition not met, last {record}"
+            await asyncio.sleep(0.1)
+
+    def client(self, namespace=None):
+        from jupyter_envmgr.client import EnvmgrClient
+
+        return EnvmgrClient(self.serverapp.connection_url, self.serverapp.identity_provider.token, namespace)
+
+    async def run(self, kernel_name: str, code: str) -> str:
+        return await self.client().run_code(kernel_name, code, timeout=120)
