@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 
 from . import pythons
+from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
 from .kernels import KernelRegistry
@@ -33,7 +34,7 @@ def default_root() -> str:
     return os.environ.get("JUPYTER_ENVMGR_ROOT") or os.path.join(jupyter_data_dir(), "envmgr")
 
 
-class EnvManagerApp(ExtensionApp):
+class EnvManagerApp(KubernetesConfig, ExtensionApp):
     """Environments for notebooks: build them on shared storage, register them as kernels."""
 
     name = "jupyter_envmgr"
@@ -115,7 +116,12 @@ class EnvManagerApp(ExtensionApp):
         root = os.path.abspath(os.path.expanduser(self.root_dir))
         self.root_dir = root
         store = Store(root)
-        found = self.interpreters()
+        kube = None
+        if self.backend == "kubernetes":  # traits: KubernetesConfig (c.EnvManagerApp.kubernetes_*)
+            from .builders.kubernetes import builder_from_app
+
+            kube = builder_from_app(self)
+        found = kube.interpreters() if kube else self.interpreters()
         policy = Policy(
             allowed_index_urls=list(self.allowed_index_urls),
             allowed_requirement_options=list(self.allowed_requirement_options),
@@ -129,12 +135,14 @@ class EnvManagerApp(ExtensionApp):
         import uv
 
         tools = Toolchain(uv=uv.find_uv_bin(), python_for=lambda v: pythons.pick(found, v), uv_cache_dir=self.uv_cache_dir)
+        if kube:
+            tools = kube.toolchain()
         book = RecipeBook(tools, policy.base_packages, self.init_script_timeout)
         managers = ["pip"]
         offer = Offer(
             python_versions=sorted(found),
             namespaces=list(self.namespaces),
-            storages=[{"name": "default", "path": root, "access_mode": "ReadWriteMany"}],
+            storages=kube.storages() if kube else [{"name": "default", "path": root, "access_mode": "ReadWriteMany"}],
             managers=managers,
             max_packages_bytes=self.max_packages_bytes,
         )
@@ -143,7 +151,7 @@ class EnvManagerApp(ExtensionApp):
         dirs = [self.kernels_dir] + ([os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else [])
         kernels = KernelRegistry(root, dirs, self.namespaces[0])
         self.manager = EnvironmentManager(
-            store, LocalBuilder(), kernels, policy, offer, book,
+            store, kube or LocalBuilder(), kernels, policy, offer, book,
             Settings(
                 build_timeout=self.build_timeout,
                 init_script_timeout=self.init_script_timeout,
@@ -167,6 +175,8 @@ class EnvManagerApp(ExtensionApp):
         self.handlers.extend((f"/{path}", handler) for path, handler in route_table())
 
     async def _start_jupyter_server_extension(self, serverapp):
+        if hasattr(self.manager.builder, "prepare"):  # Kubernetes: list the Jobs before records are reconciled
+            await self.manager.builder.prepare()
         await self.manager.start()
         self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
 
