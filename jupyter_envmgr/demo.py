@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from .client import ClientError, EnvmgrClient
 
@@ -25,21 +26,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: str, port: int, token: str) -> subprocess.Popen:
-    """A private jupyter server with only this extension's config, its own dirs and root."""
+def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None) -> subprocess.Popen:
+    """A private jupyter server with only this extension's config, its own dirs and root.
+
+    `envmgr` overrides EnvManagerApp settings (the tests start several servers on one root).
+    """
     config = os.path.join(base, "config")
-    os.makedirs(config)
+    os.makedirs(config, exist_ok=True)
     with open(os.path.join(config, "jupyter_server_config.json"), "w") as f:
         json.dump({
             "ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}, "open_browser": False,
                           "ip": "127.0.0.1", "port": port, "port_retries": 0, "allow_root": True,
                           "root_dir": base},
             "IdentityProvider": {"token": token},
-            "EnvManagerApp": {"root_dir": os.path.join(base, "root"), "user_kernelspecs": False},
+            "EnvManagerApp": {"root_dir": os.path.join(base, "root"), "user_kernelspecs": False, **(envmgr or {})},
         }, f)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=config, JUPYTER_RUNTIME_DIR=os.path.join(base, "runtime"),
                JUPYTER_DATA_DIR=os.path.join(base, "data"))
-    log = open(os.path.join(base, "server.log"), "wb")
+    log = open(os.path.join(base, "server.log"), "ab")
     return subprocess.Popen([sys.executable, "-m", "jupyter_server"], env=env, stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -1,0 +1,154 @@
+"""Real `jupyter server` processes: a SIGKILL mid-build, two servers on one root, and other Jupyter tools."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from helpers import unique
+from jupyter_envmgr.client import EnvmgrClient
+from jupyter_envmgr.demo import free_port, start_server, wait_for_server
+
+
+class Server:
+    """One jupyter server process on a shared root, with its own config/runtime/data dirs."""
+
+    def __init__(self, base, root, uv_cache, **envmgr):
+        self.base = base
+        self.port = free_port()
+        self.token = "t" + os.urandom(8).hex()
+        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr})
+        self.client = EnvmgrClient(f"http://127.0.0.1:{self.port}/", self.token)
+        wait_for_server(self.client, self.proc)
+
+    def kill(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def servers(tmp_path, uv_cache_dir):
+    started = []
+    root = str(tmp_path / "shared-root")
+
+    def start(name, **envmgr):
+        server = Server(str(tmp_path / name), root, uv_cache_dir, **envmgr)
+        started.append(server)
+        return server
+
+    start.root = root
+    yield start
+    for server in started:
+        server.stop()
+
+
+def wait_status(client, name, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        record = client.get(name)
+        if predicate(record):
+            return record
+        assert time.monotonic() < deadline, record
+        time.sleep(0.2)
+
+
+def test_sigkill_mid_build_then_restart_reattaches(servers, local_index):
+    first = servers("first")
+    first.client.create({"name": "survivor", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]})
+    wait_status(first.client, "survivor", lambda r: r["status"] == "warming")
+    first.kill()  # the runner lives in its own session and keeps building
+    second = servers("second")
+    record = second.client.wait("survivor", timeout=120)
+    assert record["status"] == "ready", record
+    assert "envmgr-survivor" in second.client.request("GET", "api/kernelspecs")["kernelspecs"]
+
+
+def test_build_dead_with_the_server_is_failed_not_stuck(servers, local_index):
+    first = servers("first")
+    first.client.create({"name": "orphan", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]})
+    record = wait_status(first.client, "orphan", lambda r: r["status"] == "warming")
+    first.kill()
+    with open(os.path.join(servers.root, "envs", "default", "orphan", "env.json")) as f:
+        pid = json.load(f)["revisions"][0]["handle"]["pid"]
+    os.killpg(pid, signal.SIGKILL)  # the build dies too, as in a machine restart
+    second = servers("second")
+    record = second.client.get("orphan")
+    assert record["status"] == "failed" and "left no result" in record["message"]
+    # And it can be rebuilt.
+    second.client.update("orphan", {"packages": "envmgr-demo-pkg\n"})
+    assert second.client.wait("orphan", timeout=120)["status"] == "ready"
+
+
+def test_two_servers_on_one_root_share_kernels(servers, local_index):
+    builder = servers("builder")
+    builder.client.create({"name": "shared", "packages": "envmgr-demo-pkg\n", "index_urls": [local_index.url]})
+    assert builder.client.wait("shared", timeout=180)["status"] == "ready"
+    reader = servers("reader")  # its own data dir: it can only see the root's kernelspecs
+    assert "envmgr-shared" in reader.client.request("GET", "api/kernelspecs")["kernelspecs"]
+    assert [e["name"] for e in reader.client.list()] == ["shared"]
+    import asyncio
+
+    out = asyncio.run(reader.client.run_code("envmgr-shared", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)"))
+    assert out.strip() == "2.0"
+    # No build, no copy: the second server wrote no prefix of its own.
+    assert sorted(os.listdir(os.path.join(servers.root, "envs", "default", "shared"))) == ["builds", "current", "env.json", "logs", "resources", "rev-0001"]
+
+
+def nbconvert(tmp_path, kernel, env):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("import sys, envmgr_demo_pkg; print('from', sys.prefix)"))
+    path = tmp_path / f"{kernel}.ipynb"
+    nbformat.write(nb, str(path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--stdout",
+         f"--ExecutePreprocessor.kernel_name={kernel}", str(path)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    return proc
+
+
+def test_other_jupyter_tools_find_the_kernels(servers, local_index, tmp_path):
+    # Default settings on one machine: the kernelspec is also in the user's data dir.
+    server = servers("one", user_kernelspecs=True)
+    server.client.create({"name": "tooling", "packages": "envmgr-demo-pkg\n", "index_urls": [local_index.url]})
+    assert server.client.wait("tooling", timeout=180)["status"] == "ready"
+    env = dict(os.environ, JUPYTER_DATA_DIR=os.path.join(server.base, "data"))
+    listed = subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"], env=env, capture_output=True, text=True)
+    assert "envmgr-tooling" in json.loads(listed.stdout)["kernelspecs"]
+    proc = nbconvert(tmp_path, "envmgr-tooling", env)
+    assert proc.returncode == 0, proc.stderr
+    assert "envs/default/tooling/current" in proc.stdout
+
+    # Shared storage: one documented setting, JUPYTER_PATH=<root>/jupyter, for a machine that only mounts the root.
+    bare = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "empty-data"))
+    assert nbconvert(tmp_path, "envmgr-tooling", bare).returncode != 0  # NoSuchKernel without it
+    shared = dict(bare, JUPYTER_PATH=os.path.join(servers.root, "jupyter"))
+    proc = nbconvert(tmp_path, "envmgr-tooling", shared)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_resync_at_start_writes_missing_and_removes_orphans(servers, local_index):
+    first = servers("first")
+    first.client.create({"name": "resynced", "packages": "", "index_urls": [local_index.url]})
+    assert first.client.wait("resynced", timeout=180)["status"] == "ready"
+    first.stop()
+    kernels = os.path.join(servers.root, "jupyter", "kernels")
+    import shutil
+
+    shutil.rmtree(os.path.join(kernels, "envmgr-resynced"))
+    orphan = os.path.join(kernels, "envmgr-gone")
+    shutil.copytree(os.path.join(servers.root, "jupyter", "kernels"), orphan, dirs_exist_ok=True)
+    with open(os.path.join(orphan, "kernel.json"), "w") as f:
+        json.dump({"argv": ["x"], "display_name": "gone", "language": "python",
+                   "metadata": {"envmgr": {"root": servers.root, "name": "gone"}}}, f)
+    servers("second")
+    assert sorted(os.listdir(kernels)) == ["envmgr-resynced"]
