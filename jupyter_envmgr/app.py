@@ -87,6 +87,38 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         config=True, help="Packages always installed per manager (not editable by users); ipykernel is needed for kernels.",
     )
     presets = List(Dict(), DEFAULT_PRESETS, config=True, help="Named package sets users can add to an environment: [{name, manager, packages}].")
+    conda_channels = List(
+        Unicode(), ["conda-forge"], config=True,
+        help="""Channels conda environments are solved against, in priority order, when their environment.yaml
+        names none ('defaults' in a file means these). Names resolve under conda_channel_alias; full URLs
+        (e.g. a private channel server) are used as they are.""",
+    )
+    allowed_conda_channels = List(
+        Unicode(), config=True,
+        help="""Channels an environment.yaml may name (names or URLs); any other is refused with 403 before
+        anything is written. Empty (the default): exactly the channels of conda_channels, so users cannot
+        pull from a channel an administrator did not pick.""",
+    )
+    conda_channel_alias = Unicode(
+        "", config=True,
+        help="""Base URL that channel names resolve under: 'conda-forge' becomes <alias>/conda-forge. Set it to a
+        mirror or a private channel server (e.g. https://mirror.example/conda). Empty: the solver's own default.""",
+    )
+    conda_solver = Unicode(
+        "rattler", config=True,
+        help="""What builds conda environments: 'rattler' (the default, embedded py-rattler, nothing to install),
+        or 'micromamba', 'mamba' or 'conda' found on PATH, run by the same recipe (the pip sub-list, activation
+        and the lock stay ours). /info lists 'conda' among managers only when this solver is available.""",
+    )
+
+    @validate("conda_solver")
+    def _check_conda_solver(self, proposal):
+        from .conda import SOLVERS
+
+        if proposal["value"] not in SOLVERS:
+            raise ValueError(f"conda_solver must be one of {', '.join(SOLVERS)}")
+        return proposal["value"]
+
     user_kernelspecs = Bool(
         True, config=True,
         help="""Also write kernelspecs into the user's Jupyter data dir (<data dir>/kernels) so that every
@@ -137,8 +169,15 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         tools = Toolchain(uv=uv.find_uv_bin(), python_for=lambda v: pythons.pick(found, v), uv_cache_dir=self.uv_cache_dir)
         if kube:
             tools = kube.toolchain()
-        book = RecipeBook(tools, policy.base_packages, self.init_script_timeout)
-        managers = ["pip"]
+        from .conda import CondaSettings
+
+        conda = CondaSettings(
+            channels=list(self.conda_channels), allowed_channels=list(self.allowed_conda_channels),
+            channel_alias=self.conda_channel_alias, solver=self.conda_solver,
+            pkgs_dir=os.path.join(root, "cache", "conda-pkgs"), repodata_dir=os.path.join(root, "cache", "conda-repodata"),
+        )
+        book = RecipeBook(tools, policy.base_packages, self.init_script_timeout, policy=policy, conda=conda)
+        managers = ["pip"] + (["conda"] if conda.available() else [])
         offer = Offer(
             python_versions=sorted(found),
             namespaces=list(self.namespaces),

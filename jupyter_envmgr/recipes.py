@@ -144,18 +144,33 @@ def read_env_file(path: str) -> dict:
 class RecipeBook:
     """Knows every manager's recipe: validates a spec's packages and turns it into steps + env."""
 
-    def __init__(self, tools: Toolchain, base_packages: dict, init_script_timeout: float = 600.0):
+    def __init__(self, tools: Toolchain, base_packages: dict, init_script_timeout: float = 600.0,
+                 policy=None, conda=None):
         self.tools = tools
         self.base_packages = base_packages
         self.init_script_timeout = init_script_timeout
+        self.policy = policy  # checks the pip sub-list of an environment.yaml
+        self.conda = conda  # conda.CondaSettings, or None when this server builds no conda environments
+
+    def _conda(self):
+        from . import conda
+
+        return conda, (self.conda or conda.CondaSettings())
 
     def validate(self, spec: EnvSpec) -> None:
         """Manager-specific checks beyond spec.py and policy.py (pip text is checked by policy)."""
+        if spec.manager == "conda":
+            conda, settings = self._conda()
+            conda.check(spec, settings, self.policy, self.base_packages.get("conda", []))
 
     def steps(self, spec: EnvSpec, paths: BuildPaths) -> tuple:
         base = self.base_packages.get(spec.manager, [])
         if spec.manager == "pip":
             steps = pip_steps(spec, paths, self.tools, base)
+        elif spec.manager == "conda":
+            conda, settings = self._conda()
+            resolved = conda.check(spec, settings, self.policy, base)
+            steps = conda.steps(resolved, paths, settings, self.tools, spec.name)
         else:
             raise ValueError(f"no recipe for manager {spec.manager!r}")
         steps += init_step(spec, paths, self.init_script_timeout)
@@ -164,6 +179,10 @@ class RecipeBook:
     async def installed(self, manager: str, prefix: str) -> list:
         """What is really installed in a prefix: [{"name", "version"}], read by uv from the prefix itself."""
         import asyncio
+
+        if manager == "conda":  # conda-meta records (with their channel) and what uv added ("pypi")
+            conda, settings = self._conda()
+            return await asyncio.to_thread(conda.installed, prefix, settings)
 
         proc = await asyncio.create_subprocess_exec(
             self.tools.uv, "pip", "list", "--format", "json", "--python", os.path.join(prefix, "bin", "python"),

@@ -1,0 +1,723 @@
+"""Conda environments: environment.yaml, the channel policy, and the embedded py-rattler engine.
+
+Two halves, one module:
+
+- In the server (`CondaSettings`, `check`, `write_input`, `steps`, `installed`): parse and validate an
+  environment.yaml before anything is written, turn it into argv steps for `runner.py`, and list what a
+  built prefix holds. py-rattler is imported lazily here, only for match-spec and channel parsing.
+- In the build (`python -m jupyter_envmgr.conda <command> <input.json>`, run by the runner with the
+  server's own interpreter): `install` solves with py-rattler and links into the revision's prefix through
+  the shared package cache; `activate` captures what activating the prefix gives; `lock` writes the
+  explicit lock (URLs with hashes). The pip sub-list is installed by uv between `install` and `activate`.
+
+Nothing here runs a shell at kernel start: activation is evaluated once, at build time, into a JSON dict
+that the manager merges into the kernelspec's env.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+from urllib.parse import urlsplit
+
+from .errors import forbidden, invalid
+
+SOLVERS = ("rattler", "micromamba", "mamba", "conda")
+ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
+INPUT_FILE = "conda-env.json"
+PIP_REQUIREMENTS = "pip-requirements.txt"
+PROGRESS = "[envmgr-progress]"
+#: Variables a shell sets by itself; never part of what activation adds.
+SHELL_NOISE = {"_", "SHLVL", "PWD", "OLDPWD", "BASHOPTS", "SHELLOPTS", "BASH_VERSINFO", "IFS", "PS1", "PS2", "PS4", "PPID"}
+#: The one shell program of the package: evaluate every activate.d script of $1 and dump the result
+#: into $2. Fixed text; the prefix and the output path are positional arguments, never interpolated.
+ACTIVATE_SCRIPT = 'for f in "$1"/etc/conda/activate.d/*.sh; do if [ -f "$f" ]; then . "$f"; fi; done; env -0 >"$2"'
+
+
+# ---------------------------------------------------------------- settings and channels
+
+
+@dataclass
+class CondaSettings:
+    """What an administrator configured for conda environments (the app's conda_* traits)."""
+
+    channels: list = field(default_factory=lambda: ["conda-forge"])
+    allowed_channels: list = field(default_factory=list)  # empty: exactly `channels`
+    channel_alias: str = ""  # empty: rattler's built-in alias
+    solver: str = "rattler"
+    pkgs_dir: str = ""
+    repodata_dir: str = ""
+    python: str = sys.executable  # runs `python -m jupyter_envmgr.conda` steps
+
+    def _config(self):
+        import rattler
+
+        if self.channel_alias:
+            return rattler.ChannelConfig(channel_alias=self.channel_alias.rstrip("/") + "/", root_dir=os.getcwd())
+        return rattler.ChannelConfig(root_dir=os.getcwd())
+
+    def channel_url(self, channel: str) -> str:
+        """A channel name or URL as the base URL the solver fetches (always ending in '/')."""
+        import rattler
+
+        return rattler.Channel(channel, self._config()).base_url.rstrip("/") + "/"
+
+    def allowed_urls(self) -> set:
+        return {self.channel_url(c) for c in (self.allowed_channels or self.channels)}
+
+    def binary(self) -> Optional[str]:
+        return shutil.which(self.solver) if self.solver != "rattler" else None
+
+    def available(self) -> bool:
+        """Whether conda environments can be built right now (what /info's managers says)."""
+        if self.solver == "rattler":
+            import importlib.util
+
+            return importlib.util.find_spec("rattler") is not None
+        return self.binary() is not None
+
+
+def redact(url: str) -> str:
+    """https://user:token@host/x → https://***@host/x; conda tokens (/t/<token>/) hidden too."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    return re.sub(r"/t/[^/]+/", "/t/***/", url)
+
+
+def channel_label(url: str, settings: Optional["CondaSettings"] = None) -> str:
+    """How a package's channel is shown: its name under the configured alias, else its redacted URL."""
+    url = url.rstrip("/") + "/"
+    if settings is not None:
+        for name in list(settings.channels) + list(settings.allowed_channels):
+            try:
+                if settings.channel_url(name) == url and "://" not in name:
+                    return name
+            except Exception:  # noqa: BLE001 - a label must never fail a listing
+                continue
+    return redact(url.rstrip("/"))
+
+
+# ---------------------------------------------------------------- environment.yaml
+
+
+@dataclass
+class Dependency:
+    line: int
+    text: str
+
+
+@dataclass
+class EnvironmentFile:
+    """An environment.yaml, parsed: what is solved with conda and what pip (uv) installs after it."""
+
+    name: Optional[str] = None
+    channels: list = field(default_factory=list)
+    specs: list = field(default_factory=list)  # [Dependency]
+    pip: list = field(default_factory=list)  # [Dependency]
+    variables: dict = field(default_factory=dict)
+
+
+def _where(node) -> str:
+    return f"line {node.start_mark.line + 1}"
+
+
+def parse_environment(text: str) -> EnvironmentFile:
+    """Parse environment.yaml text, refusing what conda would not accept (422 naming the line or key)."""
+    import yaml
+
+    if not text.strip():
+        return EnvironmentFile()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise invalid("packages", f"environment.yaml is not valid YAML: {where}{problem}") from None
+    if root is None:
+        return EnvironmentFile()
+    if not isinstance(root, yaml.MappingNode):
+        raise invalid("packages", "environment.yaml must be a mapping with 'channels' and 'dependencies', e.g. "
+                                  "'dependencies:\\n  - numpy>=2\\n'")
+    env = EnvironmentFile()
+    seen = set()
+    for key_node, value in root.value:
+        key = key_node.value
+        if key in seen:
+            raise invalid("packages", f"environment.yaml {_where(key_node)}: key {key!r} appears twice")
+        seen.add(key)
+        if key not in ENV_KEYS:
+            raise invalid("packages", f"environment.yaml {_where(key_node)}: unknown key {key!r}; "
+                                      f"allowed: {', '.join(ENV_KEYS)}")
+        if key == "name":
+            env.name = _scalar(value, "name")
+        elif key == "prefix":
+            _scalar(value, "prefix")  # exported files carry one; the server decides where envs live
+        elif key == "channels":
+            env.channels = [_scalar(item, "channels") for item in _sequence(value, "channels")]
+        elif key == "variables":
+            env.variables = _variables(value)
+        elif key == "dependencies":
+            _dependencies(value, env)
+    return env
+
+
+def _scalar(node, key: str) -> str:
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode) or node.value == "":
+        raise invalid("packages", f"environment.yaml {_where(node)}: {key} must be a non-empty string")
+    return str(node.value).strip()
+
+
+def _sequence(node, key: str) -> list:
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+        return []
+    if not isinstance(node, yaml.SequenceNode):
+        raise invalid("packages", f"environment.yaml {_where(node)}: {key} must be a list ('- item' lines)")
+    return node.value
+
+
+def _variables(node) -> dict:
+    import yaml
+
+    from .spec import ENV_VAR_RE
+
+    if not isinstance(node, yaml.MappingNode):
+        raise invalid("packages", f"environment.yaml {_where(node)}: variables must be a mapping of NAME: value")
+    out = {}
+    for k, v in node.value:
+        if not isinstance(v, yaml.ScalarNode) or not ENV_VAR_RE.match(str(k.value)):
+            raise invalid("packages", f"environment.yaml {_where(k)}: variables: {k.value!r} must be a variable "
+                                      "name (letters, digits, '_') with a plain value")
+        out[str(k.value)] = str(v.value)
+    return out
+
+
+def _dependencies(node, env: EnvironmentFile) -> None:
+    import yaml
+
+    for item in _sequence(node, "dependencies"):
+        if isinstance(item, yaml.MappingNode):
+            keys = [k.value for k, _ in item.value]
+            if keys != ["pip"]:
+                raise invalid("packages", f"environment.yaml {_where(item)}: a mapping among dependencies may only "
+                                          f"be the 'pip:' sub-list, not {', '.join(map(repr, keys))}")
+            for sub in _sequence(item.value[0][1], "pip"):
+                env.pip.append(Dependency(sub.start_mark.line + 1, _scalar(sub, "a pip requirement")))
+        else:
+            env.specs.append(Dependency(item.start_mark.line + 1, _scalar(item, "a dependency")))
+
+
+# ---------------------------------------------------------------- validation (before anything is written)
+
+
+@dataclass
+class Resolved:
+    """An environment.yaml checked against the server: what the build will solve and install."""
+
+    channels: list  # base URLs, in priority order
+    specs: list  # match spec strings, the python pin and base packages included
+    pip: list  # requirement lines for uv
+    variables: dict
+    name: Optional[str]
+
+
+def _match_spec(dep: Dependency):
+    import rattler
+
+    where = f"environment.yaml line {dep.line}: {dep.text!r}"
+    if dep.text.startswith("-") or "://" in dep.text or dep.text.startswith(("/", ".", "~")):
+        raise forbidden("packages", f"{where}: direct package URLs, paths and options are not allowed in "
+                                    "dependencies; name a package from a channel, e.g. 'numpy>=2'")
+    try:
+        spec = rattler.MatchSpec(dep.text)
+    except Exception as e:  # rattler raises its own InvalidMatchSpecError
+        raise invalid("packages", f"{where} is not a conda match spec ({e}); write e.g. 'numpy>=2', "
+                                  "'python=3.12' or 'pandas 2.2.*'") from None
+    return spec
+
+
+def _python_conflict(spec, python: str) -> bool:
+    """Whether the file's python spec excludes the record's python version (X.Y or X.Y.Z)."""
+    import rattler
+
+    if spec.version is None:
+        return False
+    vs = rattler.VersionSpec(str(spec.version))
+    candidates = [python] if python.count(".") >= 2 else [python] + [f"{python}.{n}" for n in range(0, 40)]
+    return not any(vs.matches(rattler.Version(v)) for v in candidates)
+
+
+def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resolved:
+    """Everything about a conda spec that can be known before a build: raises 422/403 or returns the plan."""
+    from packaging.utils import canonicalize_name
+
+    env = parse_environment(spec.packages)
+    allowed = settings.allowed_urls()
+    setting = "c.EnvManagerApp.allowed_conda_channels" if settings.allowed_channels else "c.EnvManagerApp.conda_channels"
+
+    def allow(channel: str, where: str) -> str:
+        try:
+            url = settings.channel_url(channel)
+        except Exception as e:  # noqa: BLE001 - rattler's own parse error
+            raise invalid("packages", f"{where}: {channel!r} is not a channel name or URL ({e})") from None
+        if url not in allowed:
+            names = sorted(settings.allowed_channels or settings.channels)
+            raise forbidden("packages", f"{where}: channel {redact(channel)!r} is not allowed on this server; "
+                                        f"allowed: {', '.join(map(redact, names)) or 'none'} (an administrator "
+                                        f"sets {setting})")
+        return url
+
+    channels = []
+    for name in env.channels:
+        if name == "nodefaults":
+            continue
+        for one in (settings.channels if name == "defaults" else [name]):
+            url = allow(one, "environment.yaml channels")
+            if url not in channels:
+                channels.append(url)
+    if not channels:
+        channels = [allow(c, "c.EnvManagerApp.conda_channels") for c in settings.channels]
+    if not channels:
+        raise invalid("packages", "no conda channel to solve with: name one under 'channels:' (an administrator "
+                                  "sets c.EnvManagerApp.conda_channels)")
+
+    specs, names, python_given = [], set(), False
+    for dep in env.specs:
+        ms = _match_spec(dep)
+        if ms.channel is not None:
+            allow(ms.channel.name if "://" not in dep.text.split("::")[0] else dep.text.split("::")[0],
+                  f"environment.yaml line {dep.line}")
+        name = ms.name.normalized if hasattr(ms.name, "normalized") else str(ms.name)
+        if name == "python":
+            if _python_conflict(ms, spec.python):
+                raise invalid("packages", f"environment.yaml line {dep.line}: {dep.text!r} conflicts with the "
+                                          f"environment's python {spec.python}; change one of them so they agree")
+            python_given = True
+        names.add(name)
+        specs.append(dep.text)
+    if not python_given and spec.python:
+        specs.append(f"python={spec.python}")
+        names.add("python")
+
+    pip_lines = [d.text for d in env.pip]
+    if pip_lines and policy is not None:
+        try:
+            policy.check_requirement_lines("\n".join(pip_lines) + "\n", "packages")
+        except Exception as e:
+            # Name the environment.yaml line rather than the line of the joined sub-list.
+            message = getattr(e, "message", "")
+            m = re.search(r"line (\d+):", message)
+            if m and hasattr(e, "message"):
+                real = env.pip[int(m[1]) - 1].line
+                e.message = message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
+                e.args = (e.message,)
+            raise
+    pip_names = set()
+    for line in pip_lines:
+        m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if m:
+            pip_names.add(canonicalize_name(m[1]))
+    for base in base_packages:
+        if base not in names and canonicalize_name(base) not in pip_names:
+            specs.append(base)
+            names.add(base)
+    return Resolved(channels=channels, specs=specs, pip=pip_lines, variables=env.variables, name=env.name)
+
+
+# ---------------------------------------------------------------- recipe (steps for runner.py)
+
+
+def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: str) -> str:
+    """The build's conda inputs, next to its plan (owner-readable only: channel URLs may hold tokens)."""
+    os.makedirs(paths.build_dir, exist_ok=True)
+    data = {
+        "prefix": paths.prefix,
+        "channels": resolved.channels,
+        "specs": resolved.specs,
+        "pip": resolved.pip,
+        "variables": resolved.variables,
+        "env_name": env_name,
+        "pkgs_dir": settings.pkgs_dir,
+        "repodata_dir": settings.repodata_dir,
+        "lock": paths.lock,
+        "activate_env": paths.activate_env,
+        "solver": settings.solver,
+    }
+    path = os.path.join(paths.build_dir, INPUT_FILE)
+    _write(path, json.dumps(data, indent=2), 0o600)
+    if resolved.pip:
+        _write(os.path.join(paths.build_dir, PIP_REQUIREMENTS), "\n".join(resolved.pip) + "\n", 0o600)
+    return path
+
+
+def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: str) -> list:
+    """solve+link (py-rattler, or a conda binary), pip (uv), activate, lock: argv lists, no shell."""
+    from .recipes import Step
+
+    data = write_input(resolved, paths, settings, env_name)
+    module = [settings.python, "-m", "jupyter_envmgr.conda"]
+    if settings.solver == "rattler":
+        conda = Step("conda", [*module, "install", data])
+    else:
+        binary = settings.binary() or settings.solver
+        argv = [binary, "create", "--yes", "--prefix", paths.prefix, "--override-channels"]
+        for url in resolved.channels:
+            argv += ["--channel", url]
+        env = {"CONDA_PKGS_DIRS": settings.pkgs_dir, "CONDA_CHANNEL_PRIORITY": "strict"}
+        if settings.solver == "micromamba":
+            env["MAMBA_ROOT_PREFIX"] = os.path.join(os.path.dirname(settings.pkgs_dir), "micromamba")
+        conda = Step("conda", argv + ["--", *resolved.specs] if settings.solver == "conda" else argv + resolved.specs, env=env)
+    out = [conda]
+    if resolved.pip:
+        out.append(Step("pip", [tools.uv, "pip", "install", "--python", paths.python,
+                                "-r", os.path.join(paths.build_dir, PIP_REQUIREMENTS)]))
+    out.append(Step("activate", [*module, "activate", data]))
+    out.append(Step("lock", [*module, "lock", data]))
+    return out
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------- what a prefix holds
+
+
+def conda_records(prefix: str) -> list:
+    """The conda-meta/*.json records of a prefix (what conda, mamba and rattler all write)."""
+    meta = os.path.join(prefix, "conda-meta")
+    records = []
+    try:
+        names = sorted(os.listdir(meta))
+    except FileNotFoundError:
+        return []
+    for fn in names:
+        if fn.endswith(".json"):
+            try:
+                with open(os.path.join(meta, fn)) as f:
+                    records.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+    return records
+
+
+def pip_dists(prefix: str) -> list:
+    """Distributions installed into the prefix by an installer other than conda (uv, pip): [(name, version)]."""
+    out = []
+    for site in _site_packages(prefix):
+        for entry in sorted(os.listdir(site)):
+            if not entry.endswith(".dist-info"):
+                continue
+            dist = os.path.join(site, entry)
+            try:
+                with open(os.path.join(dist, "INSTALLER")) as f:
+                    installer = f.read().strip()
+            except OSError:
+                installer = ""
+            if installer in ("conda", ""):
+                continue
+            name = version = None
+            try:
+                with open(os.path.join(dist, "METADATA"), encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        if not line.strip():
+                            break
+                        if line.startswith("Name:"):
+                            name = line[5:].strip()
+                        elif line.startswith("Version:"):
+                            version = line[8:].strip()
+            except OSError:
+                continue
+            if name and version:
+                out.append((name, version))
+    return out
+
+
+def _site_packages(prefix: str) -> list:
+    lib = os.path.join(prefix, "lib")
+    try:
+        return [os.path.join(lib, d, "site-packages") for d in sorted(os.listdir(lib))
+                if d.startswith("python3") and os.path.isdir(os.path.join(lib, d, "site-packages"))]
+    except FileNotFoundError:
+        return []
+
+
+def installed(prefix: str, settings: Optional[CondaSettings] = None) -> list:
+    """[{"name", "version", "build", "source"}]: conda packages with their channel, then pip ones ("pypi")."""
+    from packaging.utils import canonicalize_name
+
+    pip = pip_dists(prefix)
+    pip_names = {canonicalize_name(n) for n, _ in pip}
+    out = []
+    for r in conda_records(prefix):
+        if canonicalize_name(r.get("name", "")) in pip_names and r.get("noarch") == "python":
+            continue  # replaced by the pip sub-list
+        out.append({"name": r.get("name"), "version": r.get("version"), "build": r.get("build", ""),
+                    "source": channel_label(r.get("channel") or r.get("url", "").rsplit("/", 2)[0], settings),
+                    "manager": "conda"})
+    out += [{"name": n, "version": v, "source": "pypi", "manager": "pip"} for n, v in pip]
+    return sorted(out, key=lambda p: p["name"].lower())
+
+
+def explicit_lock(prefix: str, platform: str) -> str:
+    """An explicit lock: every conda package as URL#sha256 (or #md5), then the pip packages."""
+    lines = [
+        "# jupyter-envmgr lock of a conda environment: an explicit list of every package (URL and hash).",
+        "# Recreate: conda create --name <env> --file <this file>, then install the '# pip' lines with pip.",
+        f"# platform: {platform}",
+        "@EXPLICIT",
+    ]
+    for r in sorted(conda_records(prefix), key=lambda r: r.get("name", "")):
+        url = redact(r.get("url", ""))
+        if r.get("sha256"):
+            lines.append(f"{url}#sha256:{r['sha256']}")
+        elif r.get("md5"):
+            lines.append(f"{url}#{r['md5']}")
+        else:
+            lines.append(url)
+    for name, version in sorted(pip_dists(prefix), key=lambda p: p[0].lower()):
+        lines.append(f"# pip {name}=={version}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- build commands (python -m jupyter_envmgr.conda)
+
+
+def progress(fraction: float, message: str) -> None:
+    print(f"{PROGRESS} {max(0.0, min(1.0, fraction)):.3f} {message}", flush=True)
+
+
+def _reporter_base():
+    try:
+        from rattler import InstallerReporter
+
+        return InstallerReporter
+    except ImportError:  # older py-rattler: no reporter, no link progress
+        return object
+
+
+class _Reporter(_reporter_base()):
+    """py-rattler's install callbacks → progress lines (throttled)."""
+
+    def __init__(self, start: float = 0.2):
+        self.start = start
+        self.total = 0
+        self.downloads = 0
+        self.downloaded = 0
+        self.linked = 0
+        self.last = 0.0
+
+    def _emit(self, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 0.25:
+            return
+        self.last = now
+        done = (self.downloaded + self.linked) / max(1, self.downloads + self.total)
+        progress(self.start + (1 - self.start) * done, message)
+
+    def on_transaction_start(self, total_operations):
+        self.total = total_operations
+        self._emit(f"installing {total_operations} packages", force=True)
+
+    def on_download_start(self, cache_entry):
+        self.downloads += 1
+        return cache_entry
+
+    def on_download_completed(self, download_idx):
+        self.downloaded += 1
+        self._emit(f"downloaded {self.downloaded} packages")
+
+    def on_link_start(self, operation, package_name):
+        return operation
+
+    def on_link_complete(self, index):
+        self.linked += 1
+        self._emit(f"linked {self.linked}/{self.total} packages", force=self.linked == self.total)
+
+
+def _explain(error: Exception) -> str:
+    """The solver's explanation with its tree drawn in plain text."""
+    text = str(error).strip()
+    for glyph, plain in (("├─ ", "- "), ("└─ ", "- "), ("│  ", "   "), ("│", " ")):
+        text = text.replace(glyph, plain)
+    return text
+
+
+async def solve_and_install(data: dict, reporter: Optional[object] = None, show: bool = True) -> list:
+    """Solve `data["specs"]` on `data["channels"]` and link the result into `data["prefix"]` (py-rattler)."""
+    import rattler
+
+    platform = str(rattler.Platform.current())
+    gateway = rattler.Gateway(cache_dir=data.get("repodata_dir") or None)
+    started = time.monotonic()
+    if show:
+        print(f"solving {len(data['specs'])} specs ({', '.join(data['specs'])}) for {platform} on "
+              f"{', '.join(redact(c) for c in data['channels'])}", flush=True)
+    records = await rattler.solve(
+        sources=data["channels"], specs=data["specs"], gateway=gateway, platforms=[platform, "noarch"],
+        virtual_packages=rattler.VirtualPackage.detect(),
+    )
+    if show:
+        print(f"solved in {time.monotonic() - started:.1f}s: {len(records)} packages", flush=True)
+        for r in sorted(records, key=lambda r: r.name.normalized):
+            print(f"  {r.name.normalized} {r.version} {r.build} ({channel_label(r.channel)})", flush=True)
+        progress(0.2, f"solved: {len(records)} packages")
+    await rattler.install(
+        records, target_prefix=data["prefix"], cache_dir=data.get("pkgs_dir") or None,
+        show_progress=False, reporter=reporter,
+    )
+    return records
+
+
+def cmd_install(data: dict) -> int:
+    import rattler  # noqa: F401 - fail here, with a clear message, when py-rattler is missing
+
+    started = time.monotonic()
+    try:
+        records = asyncio.run(solve_and_install(data, reporter=_Reporter()))
+    except Exception as e:  # noqa: BLE001 - the solver's and the installer's own errors
+        kind = type(e).__name__
+        what = "could not solve the environment" if "Solver" in kind else f"could not install the environment ({kind})"
+        print(f"error: {what}:", flush=True)
+        print(_explain(e), flush=True)
+        return 1
+    print(f"installed {len(records)} conda packages into {data['prefix']} in {time.monotonic() - started:.1f}s", flush=True)
+    progress(1.0, f"installed {len(records)} conda packages")
+    return 0
+
+
+def activation(prefix: str, env_name: str, variables: dict, base_env: Optional[dict] = None,
+               bash: Optional[str] = None) -> dict:
+    """What activating `prefix` adds to a process's environment, as kernelspec env values.
+
+    `conda env config vars` (conda-meta/state), CONDA_PREFIX and PATH, and whatever the prefix's
+    etc/conda/activate.d/*.sh scripts export, evaluated once here. PATH-like values keep the kernel's
+    own value as ${VAR} (jupyter_client substitutes it at kernel start); other '$' are escaped.
+    """
+    base = dict(base_env if base_env is not None else os.environ)
+    state_vars = _state_vars(prefix)
+    start = dict(base)
+    start.update({"CONDA_PREFIX": prefix, "CONDA_DEFAULT_ENV": env_name,
+                  "PATH": os.path.join(prefix, "bin") + os.pathsep + base.get("PATH", "")})
+    start.update(state_vars)
+    start.update(variables)
+    after = dict(start)
+    scripts = sorted(f for f in _listdir(os.path.join(prefix, "etc", "conda", "activate.d")) if f.endswith(".sh"))
+    if scripts:
+        bash = bash or shutil.which("bash")
+        if bash is None:
+            print("warning: bash is not installed, so the activate.d scripts "
+                  f"{', '.join(scripts)} could not be evaluated; their variables are missing", flush=True)
+        else:
+            after = _run_activate_scripts(bash, prefix, start)
+    out = {}
+    for key, value in after.items():
+        if key in SHELL_NOISE or key.startswith("BASH_FUNC_") or base.get(key) == value:
+            continue
+        old = base.get(key)
+        escaped = value.replace("$", "$$")
+        if old and old in value and key.endswith("PATH"):
+            escaped = value.replace(old, "\0").replace("$", "$$").replace("\0", "${" + key + "}")
+        out[key] = escaped
+    return out
+
+
+def _listdir(path: str) -> list:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _state_vars(prefix: str) -> dict:
+    try:
+        with open(os.path.join(prefix, "conda-meta", "state")) as f:
+            return {str(k): str(v) for k, v in (json.load(f).get("env_vars") or {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _run_activate_scripts(bash: str, prefix: str, env: dict) -> dict:
+    import tempfile
+
+    fd, out = tempfile.mkstemp(prefix="envmgr-activate-")
+    os.close(fd)
+    try:
+        proc = subprocess.run([bash, "--noprofile", "--norc", "-c", ACTIVATE_SCRIPT, "envmgr-activate", prefix, out],
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, cwd=prefix)
+        for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
+            print(f"  activate.d: {line}", flush=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the activate.d scripts of {prefix} failed (exit {proc.returncode})")
+        with open(out, "rb") as f:
+            pairs = [p.split(b"=", 1) for p in f.read().split(b"\0") if b"=" in p]
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+    finally:
+        os.unlink(out)
+
+
+def cmd_activate(data: dict) -> int:
+    prefix = data["prefix"]
+    if data.get("variables"):
+        # What `conda env config vars set` keeps: the environment.yaml's `variables:`.
+        state = os.path.join(prefix, "conda-meta", "state")
+        current = {}
+        try:
+            with open(state) as f:
+                current = json.load(f)
+        except (OSError, ValueError):
+            pass
+        current.setdefault("env_vars", {}).update(data["variables"])
+        _write(state, json.dumps(current, indent=2))
+    scripts = sorted(f for f in _listdir(os.path.join(prefix, "etc", "conda", "activate.d")))
+    print(f"evaluating activation of {prefix}: {len(scripts)} activate.d script(s)"
+          + (f" ({', '.join(scripts)})" if scripts else ""), flush=True)
+    env = activation(prefix, data.get("env_name", ""), {})
+    for key in sorted(env):
+        print(f"  {key}={env[key]}", flush=True)
+    _write(data["activate_env"], json.dumps(env, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_lock(data: dict) -> int:
+    import platform as _platform
+
+    machine = {"x86_64": "64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le"}.get(_platform.machine(), _platform.machine())
+    system = {"linux": "linux", "darwin": "osx"}.get(sys.platform, sys.platform)
+    text = explicit_lock(data["prefix"], f"{system}-{machine}")
+    _write(data["lock"], text)
+    count = sum(1 for line in text.splitlines() if line and not line.startswith(("#", "@")))
+    pips = sum(1 for line in text.splitlines() if line.startswith("# pip "))
+    print(f"wrote the lock: {count} conda packages, {pips} pip packages", flush=True)
+    return 0
+
+
+COMMANDS = {"install": cmd_install, "activate": cmd_activate, "lock": cmd_lock}
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] not in COMMANDS:
+        print(f"usage: python -m jupyter_envmgr.conda {{{'|'.join(COMMANDS)}}} INPUT.json", file=sys.stderr)
+        return 2
+    with open(argv[1]) as f:
+        data = json.load(f)
+    return COMMANDS[argv[0]](data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
