@@ -10,7 +10,7 @@ import pwd
 
 import pytest
 
-from helpers import Api, LocalIndex
+from helpers import Api, LocalIndex, Server
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -73,3 +73,19 @@ def api(jp_fetch, jp_serverapp, jp_asyncio_loop):
             jp_asyncio_loop.run_until_complete(manager.delete(namespace, name))
         except Exception:
             pass
+
+
+@pytest.fixture
+def servers(tmp_path, uv_cache_dir):
+    started = []
+    root = str(tmp_path / "shared-root")
+
+    def start(name, **envmgr):
+        server = Server(str(tmp_path / name), root, uv_cache_dir, **envmgr)
+        started.append(server)
+        return server
+
+    start.root = root
+    yield start
+    for server in started:
+        server.stop()

@@ -8,11 +8,15 @@ import io
 import json
 import os
 import re
+import signal
 import threading
 import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+from jupyter_envmgr.client import EnvmgrClient
+from jupyter_envmgr.demo import free_port, start_server, wait_for_server
 
 ACTIVE = ("pending", "warming")
 
@@ -188,9 +192,28 @@ class Api:
             await asyncio.sleep(0.1)
 
     def client(self, namespace=None):
-        from jupyter_envmgr.client import EnvmgrClient
-
         return EnvmgrClient(self.serverapp.connection_url, self.serverapp.identity_provider.token, namespace)
 
     async def run(self, kernel_name: str, code: str) -> str:
         return await self.client().run_code(kernel_name, code, timeout=120)
+
+
+class Server:
+    """One jupyter server process on a shared root, with its own config/runtime/data dirs."""
+
+    def __init__(self, base, root, uv_cache, **envmgr):
+        self.base = base
+        self.port = free_port()
+        self.token = "t" + os.urandom(8).hex()
+        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr})
+        self.client = EnvmgrClient(f"http://127.0.0.1:{self.port}/", self.token)
+        wait_for_server(self.client, self.proc)
+
+    def kill(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)

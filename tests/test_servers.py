@@ -10,45 +10,6 @@ import nbformat
 import pytest
 
 from helpers import unique
-from jupyter_envmgr.client import EnvmgrClient
-from jupyter_envmgr.demo import free_port, start_server, wait_for_server
-
-
-class Server:
-    """One jupyter server process on a shared root, with its own config/runtime/data dirs."""
-
-    def __init__(self, base, root, uv_cache, **envmgr):
-        self.base = base
-        self.port = free_port()
-        self.token = "t" + os.urandom(8).hex()
-        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr})
-        self.client = EnvmgrClient(f"http://127.0.0.1:{self.port}/", self.token)
-        wait_for_server(self.client, self.proc)
-
-    def kill(self):
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def servers(tmp_path, uv_cache_dir):
-    started = []
-    root = str(tmp_path / "shared-root")
-
-    def start(name, **envmgr):
-        server = Server(str(tmp_path / name), root, uv_cache_dir, **envmgr)
-        started.append(server)
-        return server
-
-    start.root = root
-    yield start
-    for server in started:
-        server.stop()
 
 
 def wait_status(client, name, predicate, timeout=120):
