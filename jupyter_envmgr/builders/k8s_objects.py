@@ -279,12 +279,12 @@ def container_terminated(pod: dict) -> Optional[dict]:
 
 def pod_waiting(pod: dict) -> tuple:
     """(reason, message) of why the build container does not run yet, or ('', '')."""
-    waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
-    if waiting.get("reason"):
-        return waiting["reason"], waiting.get("message", "")
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             return c.get("reason", "Unschedulable"), c.get("message", "")
+    waiting = (container_status(pod).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason"):
+        return waiting["reason"], waiting.get("message", "")
     return "", ""
 
 

@@ -88,15 +88,18 @@ class StandIn:
     def requests(self, method: str = None, path_part: str = "") -> list:
         return [r for r in self.state()["requests"] if (method is None or r["method"] == method) and path_part in r["path"]]
 
-    def wait(self, predicate, timeout: float = 60, what: str = "condition"):
+    async def until(self, predicate, timeout: float = 60, what: str = "condition"):
+        """Wait for the stand-in to reach a state, without blocking the event loop (the server runs on it)."""
+        import asyncio
+
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"stand-in: {what} not met within {timeout}s")
-            time.sleep(0.1)
+                raise AssertionError(f"stand-in: {what} not reached within {timeout}s")
+            await asyncio.sleep(0.1)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -373,10 +373,7 @@ class Cluster:
                                      "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}],
             },
             "spec": spec,
-            "status": {"phase": "Pending", "qosClass": "Burstable", "conditions": [],
-                       "containerStatuses": [{"name": container["name"], "image": container.get("image", ""),
-                                              "imageID": "", "ready": False, "restartCount": 0, "started": False,
-                                              "state": {"waiting": {"reason": "ContainerCreating"}}}]},
+            "status": {"phase": "Pending", "qosClass": "Burstable", "conditions": []},
         }
         created = self.put("pods", pod)
         threading.Thread(target=self._kubelet, args=(namespace, name), daemon=True).start()
@@ -434,11 +431,15 @@ class Cluster:
             self._finish_deletion(namespace, name)
             return
 
-        def scheduled(p):
+        container = spec["containers"][0]
+
+        def scheduled(p):  # container statuses appear once a node has the pod
             p["spec"]["nodeName"] = NODE
             p["status"]["conditions"] = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}]
+            p["status"]["containerStatuses"] = [{"name": container["name"], "image": container.get("image", ""),
+                                                 "imageID": "", "ready": False, "restartCount": 0, "started": False,
+                                                 "state": {"waiting": {"reason": "ContainerCreating"}}}]
         self._set_pod(namespace, name, scheduled)
-        container = spec["containers"][0]
         image = container.get("image", "")
         if not image or image != image.strip() or any(ch.isupper() for ch in image.split("@")[0].split(":")[0]):
             self._waiting(namespace, name, "InvalidImageName", f"Failed to apply default image tag \"{image}\": invalid reference format")
@@ -715,6 +716,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             after = self._faults(method, path)
             body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else {}
+            if method == "DELETE":
+                record["body"] = body
             code, result = self._route(method, path, query, body)
             if code is None:  # streamed
                 record["status"] = 200
@@ -867,7 +870,7 @@ class Handler(BaseHTTPRequestHandler):
         container = query.get("container") or pod["spec"]["containers"][0]["name"]
         if container not in [x["name"] for x in pod["spec"]["containers"]]:
             raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        state = pod["status"]["containerStatuses"][0]["state"]
+        state = (pod["status"].get("containerStatuses") or [{"state": {"waiting": {"reason": "Pending"}}}])[0]["state"]
         if "waiting" in state:
             raise ApiError(400, "BadRequest", f"container \"{container}\" in pod \"{name}\" is waiting to start: {state['waiting'].get('reason')}")
         path = os.path.join(c.state_dir, "logs", f"{namespace}_{name}_{container}.log")
