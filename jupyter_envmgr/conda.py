@@ -15,7 +15,6 @@ that the manager merges into the kernelspec's env.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -368,8 +367,10 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
 
     data = write_input(resolved, paths, settings, env_name)
     module = [settings.python, "-m", "jupyter_envmgr.conda"]
+    # activate + lock come after the pip sub-list; without one they run in the install's own process.
+    finish = ["activate", "lock"]
     if settings.solver == "rattler":
-        conda = Step("conda", [*module, "install", data])
+        conda = Step("conda", [*module, "install", *([] if resolved.pip else finish), data])
     else:
         binary = settings.binary() or settings.solver
         argv = [binary, "create", "--yes", "--prefix", paths.prefix, "--override-channels"]
@@ -383,8 +384,8 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     if resolved.pip:
         out.append(Step("pip", [tools.uv, "pip", "install", "--python", paths.python,
                                 "-r", os.path.join(paths.build_dir, PIP_REQUIREMENTS)]))
-    out.append(Step("activate", [*module, "activate", data]))
-    out.append(Step("lock", [*module, "lock", data]))
+    if resolved.pip or settings.solver != "rattler":
+        out.append(Step("activate", [*module, *finish, data]))
     return out
 
 
@@ -501,52 +502,49 @@ def progress(fraction: float, message: str) -> None:
     print(f"{PROGRESS} {max(0.0, min(1.0, fraction)):.3f} {message}", flush=True)
 
 
-def _reporter_base():
+def _reporter(start: float = 0.2):
+    """py-rattler's install callbacks → throttled progress lines (made here: rattler is imported lazily)."""
     try:
         from rattler import InstallerReporter
+    except ImportError:  # an older py-rattler: no reporter, no link progress
+        return None
 
-        return InstallerReporter
-    except ImportError:  # older py-rattler: no reporter, no link progress
-        return object
+    class Reporter(InstallerReporter):
+        def __init__(self):
+            self.total = 0
+            self.downloads = 0
+            self.downloaded = 0
+            self.linked = 0
+            self.last = 0.0
 
+        def _emit(self, message: str, force: bool = False) -> None:
+            now = time.monotonic()
+            if not force and now - self.last < 0.25:
+                return
+            self.last = now
+            done = (self.downloaded + self.linked) / max(1, self.downloads + self.total)
+            progress(start + (1 - start) * done, message)
 
-class _Reporter(_reporter_base()):
-    """py-rattler's install callbacks → progress lines (throttled)."""
+        def on_transaction_start(self, total_operations):
+            self.total = total_operations
+            self._emit(f"installing {total_operations} packages", force=True)
 
-    def __init__(self, start: float = 0.2):
-        self.start = start
-        self.total = 0
-        self.downloads = 0
-        self.downloaded = 0
-        self.linked = 0
-        self.last = 0.0
+        def on_download_start(self, cache_entry):
+            self.downloads += 1
+            return cache_entry
 
-    def _emit(self, message: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < 0.25:
-            return
-        self.last = now
-        done = (self.downloaded + self.linked) / max(1, self.downloads + self.total)
-        progress(self.start + (1 - self.start) * done, message)
+        def on_download_completed(self, download_idx):
+            self.downloaded += 1
+            self._emit(f"downloaded {self.downloaded} packages")
 
-    def on_transaction_start(self, total_operations):
-        self.total = total_operations
-        self._emit(f"installing {total_operations} packages", force=True)
+        def on_link_start(self, operation, package_name):
+            return operation
 
-    def on_download_start(self, cache_entry):
-        self.downloads += 1
-        return cache_entry
+        def on_link_complete(self, index):
+            self.linked += 1
+            self._emit(f"linked {self.linked}/{self.total} packages", force=self.linked == self.total)
 
-    def on_download_completed(self, download_idx):
-        self.downloaded += 1
-        self._emit(f"downloaded {self.downloaded} packages")
-
-    def on_link_start(self, operation, package_name):
-        return operation
-
-    def on_link_complete(self, index):
-        self.linked += 1
-        self._emit(f"linked {self.linked}/{self.total} packages", force=self.linked == self.total)
+    return Reporter()
 
 
 def _explain(error: Exception) -> str:
@@ -584,11 +582,13 @@ async def solve_and_install(data: dict, reporter: Optional[object] = None, show:
 
 
 def cmd_install(data: dict) -> int:
+    import asyncio
+
     import rattler  # noqa: F401 - fail here, with a clear message, when py-rattler is missing
 
     started = time.monotonic()
     try:
-        records = asyncio.run(solve_and_install(data, reporter=_Reporter()))
+        records = asyncio.run(solve_and_install(data, reporter=_reporter()))
     except Exception as e:  # noqa: BLE001 - the solver's and the installer's own errors
         kind = type(e).__name__
         what = "could not solve the environment" if "Solver" in kind else f"could not install the environment ({kind})"
@@ -710,13 +710,21 @@ COMMANDS = {"install": cmd_install, "activate": cmd_activate, "lock": cmd_lock}
 
 
 def main(argv: Optional[list] = None) -> int:
+    """python -m jupyter_envmgr.conda COMMAND [COMMAND...] INPUT.json: the commands run in order, in one process."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 2 or argv[0] not in COMMANDS:
-        print(f"usage: python -m jupyter_envmgr.conda {{{'|'.join(COMMANDS)}}} INPUT.json", file=sys.stderr)
+    commands, path = argv[:-1], argv[-1] if argv else ""
+    if not commands or any(c not in COMMANDS for c in commands):
+        print(f"usage: python -m jupyter_envmgr.conda {{{'|'.join(COMMANDS)}}}... INPUT.json", file=sys.stderr)
         return 2
-    with open(argv[1]) as f:
+    with open(path) as f:
         data = json.load(f)
-    return COMMANDS[argv[0]](data)
+    for command in commands:
+        if len(commands) > 1:
+            print(f"--> {command}", flush=True)
+        code = COMMANDS[command](data)
+        if code:
+            return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""Benchmark: a conda environment created through the REST API (create → ready) against a raw py-rattler
+solve + install of the same spec, in the same run, on the same local channel and the same filesystem.
+
+    python benchmarks/bench_conda.py [--rounds 3]
+
+Cold: empty package and repodata caches for both (the server's root caches are removed between rounds).
+Warm: caches already filled (a second environment on the same root). Prints both timings and the ratio
+API / raw (target: at most 1.2 cold). The channel is the tests' one (tests/conda/conda_channel.py):
+a `python` package cut from this interpreter plus small noarch packages, served on 127.0.0.1.
+The environment is conda-only (base packages: python) so that raw py-rattler installs exactly the same.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pwd
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "conda"))
+
+from conda_channel import ChannelServer, cached_channel  # noqa: E402
+
+from jupyter_envmgr.client import EnvmgrClient  # noqa: E402
+from jupyter_envmgr.demo import free_port, start_server, wait_for_server  # noqa: E402
+
+SPEC_DEPS = ["envmgr-conda-demo"]
+PYTHON = "3.11"
+CACHE = os.environ.get("ENVMGR_TEST_CONDA_CACHE") or os.path.join(
+    pwd.getpwuid(os.getuid()).pw_dir, ".cache", "jupyter-envmgr-tests", "conda")
+
+
+def environment_yaml(channel_url: str) -> str:
+    return "channels:\n  - " + channel_url + "\ndependencies:\n" + "".join(f"  - {d}\n" for d in SPEC_DEPS)
+
+
+async def raw_rattler(channel_url: str, prefix: str, cache: str) -> int:
+    """What the engine itself costs: solve + install with py-rattler, nothing else."""
+    import rattler
+
+    platform = str(rattler.Platform.current())
+    records = await rattler.solve(
+        sources=[channel_url], specs=[*SPEC_DEPS, f"python={PYTHON}"],
+        gateway=rattler.Gateway(cache_dir=os.path.join(cache, "repodata")), platforms=[platform, "noarch"],
+        virtual_packages=rattler.VirtualPackage.detect(),
+    )
+    await rattler.install(records, target_prefix=prefix, cache_dir=os.path.join(cache, "pkgs"), show_progress=False)
+    return len(records)
+
+
+def api_create(client: EnvmgrClient, name: str, channel_url: str, timeout: float = 300) -> float:
+    start = time.perf_counter()
+    client.create({"name": name, "manager": "conda", "python": PYTHON, "packages": environment_yaml(channel_url)})
+    deadline = time.monotonic() + timeout
+    while True:
+        record = client.get(name)
+        if record["status"] not in ("pending", "warming"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} still {record['status']} after {timeout}s")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if record["status"] != "ready":
+        raise RuntimeError(f"{name} {record['status']}: {record['message']}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    os.makedirs(CACHE, exist_ok=True)
+    channel = ChannelServer(cached_channel(CACHE))
+    base = tempfile.mkdtemp(prefix="envmgr-bench-conda-")
+    root = os.path.join(base, "root")
+    token = secrets.token_hex(8)
+    port = free_port()
+    proc = start_server(base, port, token, {
+        "root_dir": root, "conda_channels": [channel.url],
+        "base_packages": {"pip": ["ipykernel"], "conda": ["python"]},
+    })
+    try:
+        client = EnvmgrClient(f"http://127.0.0.1:{port}/", token)
+        info = wait_for_server(client, proc)
+        assert "conda" in info["managers"], info
+        cold_api, cold_raw, warm_api, warm_raw = [], [], [], []
+        for n in range(args.rounds):
+            # Cold: nothing cached anywhere.
+            for cache in ("conda-pkgs", "conda-repodata"):
+                shutil.rmtree(os.path.join(root, "cache", cache), ignore_errors=True)
+            raw_dir = os.path.join(base, f"raw-{n}")
+
+            def raw(kind):
+                start = time.perf_counter()
+                count = asyncio.run(raw_rattler(channel.url, os.path.join(raw_dir, kind), os.path.join(raw_dir, "cache")))
+                return time.perf_counter() - start, count
+
+            # Alternate which side goes first, so neither always gets the warmer page cache.
+            if n % 2 == 0:
+                cold_api.append(api_create(client, f"cold-{n}", channel.url))
+                elapsed, count = raw("cold")
+                cold_raw.append(elapsed)
+            else:
+                elapsed, count = raw("cold")
+                cold_raw.append(elapsed)
+                cold_api.append(api_create(client, f"cold-{n}", channel.url))
+            # Warm: the same again with the caches each side just filled.
+            warm_api.append(api_create(client, f"warm-{n}", channel.url))
+            warm_raw.append(raw("warm")[0])
+            print(f"round {n + 1}: cold api {cold_api[-1]:.2f}s raw {cold_raw[-1]:.2f}s | "
+                  f"warm api {warm_api[-1]:.2f}s raw {warm_raw[-1]:.2f}s ({count} packages)", flush=True)
+        ca, cr = statistics.median(cold_api), statistics.median(cold_raw)
+        wa, wr = statistics.median(warm_api), statistics.median(warm_raw)
+        print(f"cold (empty caches): API create->ready {ca:.2f}s, raw py-rattler solve+install {cr:.2f}s, "
+              f"ratio {ca / cr:.2f} (target <= 1.2)")
+        print(f"warm (caches filled): API create->ready {wa:.2f}s, raw py-rattler solve+install {wr:.2f}s, "
+              f"ratio {wa / wr:.2f}, overhead {wa - wr:.2f}s")
+        return 0 if ca / cr <= 1.2 else 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        channel.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
