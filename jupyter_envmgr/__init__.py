@@ -12,4 +12,11 @@ def _jupyter_labextension_paths():
     return [{"src": "labextension", "dest": "jupyter-envmgr"}]
 
 
+def load_ipython_extension(ipython):
+    """`%load_ext jupyter_envmgr`: the %envmgr magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
 __all__ = ["__version__"]

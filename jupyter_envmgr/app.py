@@ -188,7 +188,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         short = pythons.short_versions(found)
         default_python = self.default_python if self.default_python in short else (short[-1] if short else "")
         dirs = [self.kernels_dir] + ([os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else [])
-        kernels = KernelRegistry(root, dirs, self.namespaces[0])
+        kernels = KernelRegistry(root, dirs, self.namespaces[0], lib_dir=os.path.join(root, "jupyter", "lib"))
         self.manager = EnvironmentManager(
             store, kube or LocalBuilder(), kernels, policy, offer, book,
             Settings(

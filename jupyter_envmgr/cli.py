@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Optional
 
-from .client import ClientError, EnvmgrClient, progress_line, stderr_is_tty
+from .client import ClientError, EnvmgrClient, merge_packages, progress_line, stderr_is_tty
 
 
 def parse_pairs(values, what: str) -> dict:
@@ -38,7 +38,7 @@ def spec_from_args(args, creating: bool) -> dict:
             spec["manager"] = args.manager
     text = packages_text(args)
     if getattr(args, "preset", None):
-        text = (text or "") + args.preset_text
+        text = merge_packages(getattr(args, "manager", None) or "pip", text or "", args.preset_text)
     if text is not None:
         spec["packages"] = text
     for key, value in (("python", args.python), ("description", args.description), ("gpu", args.gpu)):
@@ -101,8 +101,9 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true", help="wait until ready, with a progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jupyter envmgr", description="Manage notebook environments on a Jupyter server.")
+def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argparse.ArgumentParser:
+    """The one argument grammar of `jupyter envmgr` and `%envmgr` (which adds `install`, drops `demo`)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Manage notebook environments on a Jupyter server.")
     parser.add_argument("--url", help="server URL (default: the running server found in Jupyter's runtime files)")
     parser.add_argument("--token", help="server token (default: from the runtime file)")
     parser.add_argument("--namespace", help="namespace (default: the server's default)")
@@ -146,24 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="create it under this name instead")
     p.add_argument("--wait", action="store_true")
 
-    p = sub.add_parser("demo", help="start a private server, build an environment, run code in its kernel")
-    p.add_argument("--package", default="six", help="the package to install (default: six)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary root afterwards")
+    if in_kernel:
+        p = sub.add_parser("install", help="add packages to the environment this kernel runs in (a new revision)")
+        p.add_argument("packages", nargs="+", metavar="PKG")
+        p.add_argument("--no-wait", dest="wait", action="store_false", help="return at once instead of waiting")
+    else:
+        p = sub.add_parser("demo", help="start a private server, build an environment, run code in its kernel")
+        p.add_argument("--package", default="six", help="the package to install (default: six)")
+        p.add_argument("--keep", action="store_true", help="keep the temporary root afterwards")
     return parser
 
 
-def run(args) -> int:
+def resolve_preset(client: EnvmgrClient, args) -> None:
+    """Turn --preset NAME into the package lines it stands for (args.preset_text)."""
+    if not getattr(args, "preset", None):
+        return
+    manager = getattr(args, "manager", None) or "pip"
+    presets = {p["name"]: p for p in client.info()["presets"] if p["manager"] == manager}
+    if args.preset not in presets:
+        raise ClientError(0, f"no {manager} preset {args.preset!r}; presets: {', '.join(sorted(presets))}")
+    args.preset_text = presets[args.preset]["packages"]
+
+
+def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
         return run_demo(package=args.package, keep=args.keep)
-    client = EnvmgrClient.discover(args.url, args.token, args.namespace)
+    client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
-    if getattr(args, "preset", None):
-        presets = {p["name"]: p for p in client.info()["presets"] if p["manager"] == (getattr(args, "manager", None) or "pip")}
-        if args.preset not in presets:
-            raise ClientError(0, f"no preset {args.preset!r}; presets: {', '.join(sorted(presets))}")
-        args.preset_text = presets[args.preset]["packages"]
+    resolve_preset(client, args)
     if cmd == "list":
         records = client.list(args.label, args.status)
         print(json.dumps(records, indent=2)) if args.json else print_table(records)

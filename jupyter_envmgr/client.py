@@ -229,8 +229,9 @@ async def _execute(conn, code: str, timeout: float) -> str:
         kind = msg["header"]["msg_type"]
         if kind == "stream":
             out.append(msg["content"]["text"])
-        elif kind in ("execute_result", "display_data"):
-            out.append(msg["content"]["data"].get("text/plain", "") + "\n")
+        elif kind in ("execute_result", "display_data", "update_display_data"):
+            data = msg["content"]["data"]
+            out.append((data.get("text/html") or data.get("text/plain", "")) + "\n")
         elif kind == "error":
             error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
         elif kind == "status" and msg["content"]["execution_state"] == "idle":
@@ -250,3 +251,40 @@ def progress_line(record: dict, width: int = 30) -> str:
 
 def stderr_is_tty() -> bool:
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+def _requirement_name(line: str) -> str:
+    import re
+
+    m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
+    return re.sub(r"[-_.]+", "-", m[1]).lower() if m else ""
+
+
+def merge_packages(manager: str, text: str, extra: str) -> str:
+    """Add package lines (a preset, `%envmgr install`) to packages text without duplicating a name.
+
+    pip: requirements lines; a name already present keeps its own line. conda: match specs go into the
+    environment.yaml's `dependencies:` list. Standard library only: it also runs inside user kernels.
+    """
+    text = text or ""
+    if manager == "conda":
+        import re
+
+        have = {re.split(r"[=<>!~ ]", l.strip()[1:].strip())[0] for l in text.splitlines() if l.strip().startswith("- ")}
+        new = [l.strip().lstrip("- ").strip() for l in extra.splitlines() if l.strip() and not l.strip().endswith(":")]
+        new = [spec for spec in new if re.split(r"[=<>!~ ]", spec)[0] not in have]
+        if not new:
+            return text
+        if "dependencies:" not in text:
+            text = text.rstrip("\n") + ("\n" if text.strip() else "") + "dependencies:\n"
+        lines = text.splitlines()
+        at = next(i for i, l in enumerate(lines) if l.startswith("dependencies:")) + 1
+        while at < len(lines) and (lines[at].startswith((" ", "-")) and not lines[at].strip().startswith("- pip:")):
+            at += 1
+        lines[at:at] = [f"  - {spec}" for spec in new]
+        return "\n".join(lines) + "\n"
+    have = {_requirement_name(l) for l in text.splitlines()}
+    added = [l.strip() for l in extra.splitlines() if l.strip() and _requirement_name(l) not in have]
+    if not added:
+        return text
+    return (text.rstrip("\n") + "\n" if text.strip() else "") + "\n".join(added) + "\n"

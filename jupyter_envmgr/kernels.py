@@ -16,6 +16,8 @@ from typing import Iterable, Optional
 from .store import atomic_write
 
 PREFIX = "envmgr-"
+#: The modules kernels import for %envmgr: standard library + IPython only, copied onto the root.
+MAGIC_MODULES = ("__init__.py", "_version.py", "client.py", "cli.py", "magics.py")
 
 
 def kernel_name(namespace: str, name: str, default_namespace: str) -> str:
@@ -39,15 +41,43 @@ class KernelRegistry:
     Jupyter data dir by default) make the kernels visible to tools that know nothing of the root.
     """
 
-    def __init__(self, root: str, dirs: Iterable[str], default_namespace: str):
+    def __init__(self, root: str, dirs: Iterable[str], default_namespace: str, lib_dir: Optional[str] = None):
         self.root = os.path.abspath(root)
         self.dirs = [os.path.abspath(d) for d in dirs]
         self.default_namespace = default_namespace
+        self.lib_dir = lib_dir
+
+    def install_magics(self) -> None:
+        """Put the %envmgr magics where our kernels import them from (PYTHONPATH=lib_dir).
+
+        Environments do not carry this package; a copy of its few stdlib-only modules on the root
+        lets every kernel of every server load `%envmgr` without touching the environment.
+        """
+        if not self.lib_dir:
+            return
+        package = os.path.dirname(os.path.abspath(__file__))
+        target = os.path.join(self.lib_dir, "jupyter_envmgr")
+        os.makedirs(target, exist_ok=True)
+        for module in MAGIC_MODULES:
+            with open(os.path.join(package, module), "rb") as f:
+                data = f.read()
+            path = os.path.join(target, module)
+            try:
+                with open(path, "rb") as f:
+                    if f.read() == data:
+                        continue
+            except FileNotFoundError:
+                pass
+            atomic_write(path, data)
 
     def spec_for(self, record: dict, env: dict) -> dict:
         python = os.path.join(record["prefix"], "bin", "python")
+        argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        if self.lib_dir:
+            env = dict(env, PYTHONPATH=self.lib_dir)
+            argv.append("--IPKernelApp.extensions=jupyter_envmgr")
         return {
-            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": argv,
             "display_name": f"{record['name']} (Python {record['python']})"
             + ("" if record["namespace"] == self.default_namespace else f" [{record['namespace']}]"),
             "language": "python",

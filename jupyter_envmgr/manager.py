@@ -484,6 +484,7 @@ class EnvironmentManager:
     async def start(self) -> None:
         """Reconcile every record with reality: re-attach, finish, re-queue or fail; resync kernels."""
         self.store.ensure_layout(self.offer.namespaces)
+        self.kernels.install_magics()
         wanted = {}
         for namespace in self.offer.namespaces:
             self.store.sweep(namespace)

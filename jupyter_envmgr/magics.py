@@ -1,0 +1,145 @@
+"""`%envmgr` and `%%envmgr`: the CLI's grammar inside a notebook, with HTML tables and a live progress bar.
+
+Only the standard library, IPython and this package's client: the kernels this project registers
+import it from a copy on the root storage (see kernels.KernelRegistry.install_magics), not from the
+environment's own site-packages.
+"""
+from __future__ import annotations
+
+import html
+import os
+import shlex
+import sys
+import time
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from . import cli
+from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, progress_line
+
+LOG_LINES = 8
+
+
+def in_notebook(shell) -> bool:
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+@magics_class
+class EnvmgrMagics(Magics):
+    @line_cell_magic
+    def envmgr(self, line: str, cell: str = None):
+        """Manage environments: %envmgr list | create | show | log | update | rollback | delete | export | install."""
+        parser = cli.build_parser(prog="%envmgr", in_kernel=True)
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except SystemExit:  # argparse printed the usage or the problem
+            return None
+        try:
+            client = EnvmgrClient.discover(args.url, args.token, args.namespace)
+            self.run(client, args, cell)
+        except ClientError as e:
+            print(f"error: {e.message}", file=sys.stderr)  # once, without a traceback
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+        return None
+
+    def run(self, client: EnvmgrClient, args, cell) -> None:
+        cmd = args.command
+        if cmd == "list":
+            self.show_table(client.list(args.label, args.status))
+        elif cmd in ("create", "update"):
+            cli.resolve_preset(client, args)
+            spec = cli.spec_from_args(args, creating=cmd == "create")
+            if cell is not None:
+                spec["packages"] = merge_packages(args.__dict__.get("manager") or "pip", cell, spec.get("packages", ""))
+            record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
+            self.report(client, record, args.wait)
+        elif cmd == "install":
+            self.install(client, args)
+        else:
+            cli.run(args, client)
+
+    def install(self, client: EnvmgrClient, args) -> None:
+        """Add packages to this kernel's own environment; the running kernel keeps its revision."""
+        own = os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT")
+        if not own:
+            raise ClientError(0, "this kernel does not run in an envmgr environment; use %envmgr update NAME PKG... instead")
+        namespace, _, name = own.partition("/")
+        client.namespace = namespace
+        record = client.get(name)
+        packages = merge_packages(record["manager"], record["packages"], "\n".join(args.packages))
+        if packages == record["packages"]:
+            print(f"{name} already lists {' '.join(args.packages)}")
+            return
+        record = client.update(name, {"packages": packages})
+        record = self.report(client, record, args.wait)
+        if record and record["status"] == "ready":
+            print(f"revision {record['ready_revision']} of {name} is ready: restart the kernel to use it "
+                  "(this kernel keeps running the revision it started with)")
+
+    def report(self, client: EnvmgrClient, record: dict, wait: bool):
+        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
+        if not wait or record["status"] not in ACTIVE:
+            return record
+        record = self.wait(client, record["name"])
+        if record["status"] == "ready":
+            print(f"{record['name']}: ready, kernel {record['kernel_name']}")
+        else:
+            raise ClientError(0, f"{record['name']} is {record['status']}: {record.get('message', '')}")
+        return record
+
+    def wait(self, client: EnvmgrClient, name: str) -> dict:
+        """A live progress bar and the last log lines, updated in place until the build ends."""
+        rich = in_notebook(self.shell)
+        handle = None
+        if rich:
+            from IPython.display import HTML, display
+
+            handle = display(HTML(""), display_id=True)
+        while True:
+            record = client.get(name)
+            tail = "\n".join(client.log(name).splitlines()[-LOG_LINES:])
+            if rich:
+                handle.update(HTML(progress_html(record, tail)))
+            else:
+                sys.stdout.write("\r\033[K" + progress_line(record))
+                sys.stdout.flush()
+            if record["status"] not in ACTIVE:
+                if not rich:
+                    sys.stdout.write("\n")
+                return record
+            time.sleep(0.5)
+
+    def show_table(self, records: list) -> None:
+        if not in_notebook(self.shell):
+            cli.print_table(records)
+            return
+        from IPython.display import HTML, display
+
+        display(HTML(table_html(records)))
+
+
+def table_html(records: list) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("name", "manager", "python", "status", "revision", "labels"))
+    rows = []
+    for r in records:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(r.get("labels", {}).items()))
+        cells = (r["name"], r["manager"], r["python"], r["status"], r.get("revision", ""), labels)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    if not rows:
+        rows.append('<tr><td colspan="6">no environments yet: %envmgr create NAME PKG... --wait</td></tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def progress_html(record: dict, tail: str) -> str:
+    value = 1.0 if record["status"] == "ready" else float(record.get("progress") or 0)
+    return (
+        f"<div><b>{html.escape(record['name'])}</b> {html.escape(record['status'])}: "
+        f"{html.escape(record.get('message') or '')}<br>"
+        f'<progress value="{value:.3f}" max="1" style="width: 30em"></progress> {value * 100:.0f}%'
+        f"<pre style=\"max-height: 12em; overflow: auto\">{html.escape(tail)}</pre></div>"
+    )
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(EnvmgrMagics)

@@ -1,0 +1,60 @@
+"""%envmgr in real kernels started through a real Jupyter server: the environments' own and a plain ipykernel."""
+import asyncio
+
+import pytest
+
+
+def run(server, kernel, code):
+    return asyncio.run(server.client.run_code(kernel, code, timeout=300))
+
+
+@pytest.fixture
+def server(servers):
+    return servers("magics")
+
+
+def test_magics_in_an_environment_kernel(server, local_index):
+    url = local_index.url
+    server.client.create({"name": "nb-env", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [url]})
+    assert server.client.wait("nb-env", timeout=180)["status"] == "ready"
+
+    # Loaded by the kernels this project registers: no %load_ext needed.
+    listed = run(server, "envmgr-nb-env", "%envmgr list")
+    assert "<table>" in listed and "nb-env" in listed and "ready" in listed
+
+    made = run(server, "envmgr-nb-env", f"%%envmgr create cell-env --index-url {url} --wait\nenvmgr-demo-pkg==2.0\n")
+    assert "cell-env: ready, kernel envmgr-cell-env" in made and "<progress" in made
+    assert server.client.get("cell-env")["packages"] == "envmgr-demo-pkg==2.0\n"
+    made = run(server, "envmgr-nb-env", f"%envmgr create line-env envmgr-extra-pkg --label team=nb --index-url {url} --wait")
+    assert "line-env: ready" in made
+    assert server.client.get("line-env")["labels"] == {"team": "nb"}
+
+    installed = run(server, "envmgr-nb-env", "%envmgr install envmgr-extra-pkg")
+    assert "restart the kernel" in installed and "Traceback" not in installed
+    record = server.client.get("nb-env")
+    assert record["ready_revision"] == 2 and "envmgr-extra-pkg" in record["packages"]
+    fresh = run(server, "envmgr-nb-env", "import envmgr_extra_pkg, envmgr_demo_pkg; print(envmgr_extra_pkg.__version__, envmgr_demo_pkg.__version__)")
+    assert fresh.split() == ["0.3", "1.0"]
+
+    for command, expected in [
+        ("%envmgr show line-env", '"name": "line-env"'),
+        ("%envmgr log line-env", "==> done"),
+        ("%envmgr export nb-env --format requirements", "envmgr-extra-pkg==0.3"),
+        ("%envmgr rollback nb-env 1", "revision 1"),
+        ("%envmgr delete line-env", "line-env: deleted"),
+    ]:
+        assert expected in run(server, "envmgr-nb-env", command), command
+
+    refused = run(server, "envmgr-nb-env", "%envmgr create Bad_Name six")
+    assert refused.count("error: name:") == 1 and "Traceback" not in refused
+
+
+def test_magics_in_a_plain_kernel(server):
+    out = run(server, "python3", "%load_ext jupyter_envmgr\n%envmgr list")
+    assert "no environments yet" in out
+    out = run(server, "python3", "%load_ext jupyter_envmgr\n%envmgr install six")
+    assert "does not run in an envmgr environment" in out
+    # An unauthenticated client is refused, and the token never shows.
+    out = run(server, "python3", f"%load_ext jupyter_envmgr\n%envmgr --url http://127.0.0.1:{server.port}/ --token wrong list")
+    assert "error:" in out and "Traceback" not in out
+    assert server.token not in out
