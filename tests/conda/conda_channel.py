@@ -23,7 +23,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 #: Bump when the packages made here change, so a cached channel is rebuilt.
-CHANNEL_VERSION = "4"
+CHANNEL_VERSION = "5"
 PLACEHOLDER = "/opt/envmgr-test-placeholder-prefix-" + "_" * 40
 
 #: Parts of a CPython install that a kernel never needs (keeps the package small and quick to make).
@@ -185,6 +185,9 @@ def build_channel(channel_dir: str) -> str:
                               depends=["envmgr-conda-data"], activate_sh=ACTIVATE_SH)
     noarch_generic_package(channel_dir, "envmgr-conda-data", "0.1")
     noarch_python_package(channel_dir, "envmgr-needs-missing", "1.0", depends=["envmgr-does-not-exist >=1"])
+    # Served slowly by ChannelServer (a download that takes a while, to cancel mid-build).
+    noarch_python_package(channel_dir, "envmgr-conda-slow", "1.0",
+                          module_code="BLOB = %r\n" % os.urandom(96 * 1024).hex())
     asyncio.run(index_fs(channel_dir, write_zst=False, write_shards=False))
     return channel_dir
 
@@ -208,9 +211,10 @@ def cached_channel(cache_root: str) -> str:
 class ChannelServer:
     """Serves a channel directory over http on 127.0.0.1 from a thread; counts requests."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, slow_seconds: float = 30.0):
         self.directory = directory
         self.requests: list = []
+        self.slow_seconds = slow_seconds
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -219,7 +223,29 @@ class ChannelServer:
 
             def do_GET(self):
                 server.requests.append(self.path)
+                if os.path.basename(self.path).startswith("envmgr-conda-slow-"):
+                    return self._trickle()
                 super().do_GET()
+
+            def _trickle(self):
+                path = self.translate_path(self.path)
+                if not os.path.isfile(path):
+                    return self.send_error(404)
+                with open(path, "rb") as f:
+                    data = f.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                pieces = 30
+                step = max(1, len(data) // pieces)
+                try:
+                    for i in range(0, len(data), step):
+                        self.wfile.write(data[i:i + step])
+                        self.wfile.flush()
+                        time.sleep(server.slow_seconds / pieces)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=directory))
         self.httpd.daemon_threads = True

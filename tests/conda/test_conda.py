@@ -1,7 +1,9 @@
 """Conda environments through a real server: py-rattler solves against a real local channel, links into
 rev-N, uv adds the pip sub-list, and the kernel runs with what activation gives."""
+import asyncio
 import json
 import os
+import time
 
 import pytest
 
@@ -205,3 +207,38 @@ async def test_allow_list_admits_more_than_the_default_channels(api):
     assert created["status"] in ("pending", "warming")
     record = await api.wait("allowed")
     assert record["status"] == "failed"  # the channel is allowed but is not there: the build says so
+
+
+async def test_cancel_a_conda_build_mid_download(api, envmgr_root, conda_channel):
+    """envmgr-conda-slow trickles out of the channel for 30 s: cancel while it downloads."""
+    name = unique("cancel")
+    await api.create({"name": name, "manager": "conda", "python": "3.11",
+                      "packages": env_yaml("envmgr-conda-slow", pip=["ipykernel"])})
+    deadline = time.monotonic() + 60
+    while "solved in" not in await read_log(api, name):
+        assert time.monotonic() < deadline, await read_log(api, name)
+        await asyncio.sleep(0.1)
+    record = await api.get(name)
+    assert record["status"] == "warming"
+    pid = record_pid(api, name)
+    await api.ok("POST", f"environments/{name}/actions", {"action": "cancel"}, expect=(202,))
+    record = await api.wait(name, timeout=30)
+    assert record["status"] == "cancelled" and record["ready_revision"] is None and record["kernel_name"] is None
+    assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", name, "rev-0001"))
+    assert pid and not alive(pid)
+
+
+def record_pid(api, name):
+    """The pid of the runner of the build, from the revision's handle in the stored record."""
+    manager = api.serverapp.web_app.settings["envmgr_manager"]
+    raw = manager.get("default", name)
+    rev = next(r for r in raw["revisions"] if r["revision"] == raw["revision"])
+    return (rev.get("handle") or {}).get("pid")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
