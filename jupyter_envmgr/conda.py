@@ -728,4 +728,9 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter finalization: py-rattler's runtime threads can crash (SIGSEGV) while
+    # Python tears down after a failed solve, which would turn "exit 1, here is why" into "exit -11".
+    os._exit(code)

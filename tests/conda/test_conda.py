@@ -140,6 +140,7 @@ async def test_unsatisfiable_create_fails_with_the_solver_explanation(api, envmg
     record = await api.wait(name)
     assert record["status"] == "failed" and record["ready_revision"] is None and record["kernel_name"] is None
     assert "envmgr-conda-demo >=99" in record["message"] and "could not solve" in record["message"], record["message"]
+    assert "(exit 1)" in record["message"]  # a clean exit with the explanation, never a crash
     log = await read_log(api, name)
     assert "could not solve the environment" in log and "envmgr-conda-demo" in log
     assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", name, "rev-0001"))
