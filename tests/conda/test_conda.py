@@ -44,7 +44,7 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
     assert "conda" in info["managers"]
     assert info["base_packages"]["conda"] == ["python", "ipykernel"]
 
-    packages = env_yaml("envmgr-conda-demo=1.0", pip=["ipykernel"], variables={"ENVMGR_YAML_VAR": "from-yaml"},
+    packages = env_yaml("envmgr-conda-demo=1.0", pip=["ipykernel"], variables={"ENVMGR_YAML_VAR": "'from-yaml $HOME'"},
                         name="conda-env")
     created = await api.create({"name": "conda-env", "manager": "conda", "python": "3.11", "packages": packages})
     assert created["manager"] == "conda" and created["base_packages"] == ["python", "ipykernel"]
@@ -74,11 +74,12 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
     assert out["v"] == "1.0" and out["prefix"] == record["prefix"]
     env = out["env"]
     assert env["ENVMGR_DEMO_HOME"] == os.path.join(rev1, "share", "envmgr-demo")  # from activate.d
-    assert env["ENVMGR_DEMO_FLAG"] == "on" and env["ENVMGR_YAML_VAR"] == "from-yaml"  # variables: → conda-meta/state
+    # variables: → conda-meta/state → the kernel, literally ('$' is not expanded at kernel start)
+    assert env["ENVMGR_DEMO_FLAG"] == "on" and env["ENVMGR_YAML_VAR"] == "from-yaml $HOME"
     assert env["CONDA_PREFIX"] == rev1
     assert env["PATH"].startswith(os.path.join(rev1, "bin") + os.pathsep) and env["PATH"] != os.path.join(rev1, "bin") + os.pathsep
     with open(os.path.join(rev1, "conda-meta", "state")) as f:
-        assert json.load(f)["env_vars"] == {"ENVMGR_YAML_VAR": "from-yaml"}
+        assert json.load(f)["env_vars"] == {"ENVMGR_YAML_VAR": "from-yaml $HOME"}
 
     # Packages: conda ones with their channel, pip ones with "pypi".
     listed = {p["name"]: p for p in (await api.ok("GET", "environments/conda-env/packages"))["packages"]}
@@ -126,7 +127,7 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
     # Rollback brings back revision 1 with its own activation.
     await api.ok("POST", "environments/conda-env/actions", {"action": "rollback", "revision": 1}, expect=(202,))
     out = json.loads(await api.run("envmgr-conda-env", code))
-    assert out["v"] == "1.0" and out["env"]["CONDA_PREFIX"] == rev1 and out["env"]["ENVMGR_YAML_VAR"] == "from-yaml"
+    assert out["v"] == "1.0" and out["env"]["CONDA_PREFIX"] == rev1 and out["env"]["ENVMGR_YAML_VAR"] == "from-yaml $HOME"
 
     await api.ok("DELETE", "environments/conda-env", expect=(204,))
     specs = json.loads((await api.fetch("api", "kernelspecs", method="GET")).body)["kernelspecs"]
