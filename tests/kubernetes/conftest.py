@@ -36,6 +36,18 @@ def image_path() -> list:
     return list(dict.fromkeys(dirs + ["/usr/bin", "/bin"]))
 
 
+@pytest.fixture(scope="session")
+def local_index():
+    """The package index of tests/conftest.py with shorter slow packages (`envmgr-slow-*` take 10s here)."""
+    from helpers import LocalIndex
+
+    index = LocalIndex(slow_seconds=10.0)
+    index.add("envmgr-demo-pkg", "1.0")
+    index.add("envmgr-demo-pkg", "2.0")
+    yield index
+    index.close()
+
+
 @pytest.fixture
 def standin(tmp_path, envmgr_root):
     s = StandIn(str(tmp_path / "standin"), image_path())

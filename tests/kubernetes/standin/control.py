@@ -85,6 +85,12 @@ class StandIn:
     def pods(self, namespace: str = "default") -> list:
         return self.objects("pods", namespace)
 
+    def pod_log(self, job: str, namespace: str = "default") -> str:
+        """What the kubelet captured of a Job's (first) pod: the reference a copied log must equal."""
+        [pod] = [p for p in self.pods(namespace) if p["metadata"]["labels"].get("job-name") == job]
+        with open(os.path.join(self.state_dir, "logs", f"{namespace}_{pod['metadata']['name']}_build.log")) as f:
+            return f.read()
+
     def requests(self, method: str = None, path_part: str = "") -> list:
         return [r for r in self.state()["requests"] if (method is None or r["method"] == method) and path_part in r["path"]]
 
