@@ -155,6 +155,11 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p = sub.add_parser("demo", help="start a private server, build an environment, run code in its kernel")
         p.add_argument("--package", default="six", help="the package to install (default: six)")
         p.add_argument("--keep", action="store_true", help="keep the temporary root afterwards")
+        p = sub.add_parser("render-job", help="print the Kubernetes Job a create would submit (nothing is submitted)")
+        p.add_argument("name", help="the environment's name")
+        p.add_argument("--revision", type=int, default=1)
+        p.add_argument("--gpu", type=int, default=0, help="GPUs the environment asks for")
+        p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
     return parser
 
 
@@ -174,6 +179,11 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
         from .demo import run_demo
 
         return run_demo(package=args.package, keep=args.keep)
+    if args.command == "render-job":
+        from .builders.kubernetes import app_from_config, render_job_yaml
+
+        sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
+        return 0
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
     resolve_preset(client, args)

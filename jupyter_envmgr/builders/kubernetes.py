@@ -1090,3 +1090,22 @@ def builder_from_app(app) -> KubernetesBuilder:
     if namespaces != list(app.namespaces):
         app.namespaces = namespaces
     return builder
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode as _Unicode
+
+    from ..app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = _Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)
