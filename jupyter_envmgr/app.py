@@ -1,6 +1,7 @@
 """The jupyter_server extension: configuration (traitlets), wiring, start and stop."""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -8,7 +9,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 
-from . import pythons
+from . import gc, pythons
 from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
@@ -69,6 +70,16 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
     keep_revisions = Int(3, config=True, help="Revisions kept per environment for rollback (the ready one is always kept).")
     build_timeout = Float(3600.0, config=True, help="Seconds a build may run before it is stopped and failed.")
     init_script_timeout = Float(600.0, config=True, help="Seconds an environment's init script may run.")
+    gc_interval = Float(
+        86400.0, config=True,
+        help="""Seconds between garbage collections of old revisions, orphan prefixes and unused cache
+        entries (never the current or ready revision). 0 turns the schedule off; `jupyter envmgr gc` runs one now.""",
+    )
+    rerun_init_script = Bool(
+        True, config=True,
+        help="""Run an environment's init script again on every build. False: a rebuild whose script is
+        unchanged reuses the variables the ready revision's run declared (its resources/ stay as they are).""",
+    )
     allowed_index_urls = List(Unicode(), config=True, help="URL prefixes of package indexes users may name in index_urls; empty allows any http(s) index.")
     allowed_requirement_options = List(Unicode(), config=True, help="Option lines (e.g. '--pre') allowed in requirements text; others are refused with 403.")
     allow_direct_urls = Bool(False, config=True, help="Allow 'name @ https://...' requirements.")
@@ -198,6 +209,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 default_python=default_python,
                 default_namespace=self.namespaces[0],
                 presets=list(self.presets),
+                rerun_init_script=self.rerun_init_script,
             ),
             log=self.log,
         )

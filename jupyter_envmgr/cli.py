@@ -142,10 +142,20 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
     p.add_argument("--format", choices=["requirements", "spec"], default="spec")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
+    p = sub.add_parser("clone", help="create a new environment with the same inputs as another")
+    p.add_argument("name")
+    p.add_argument("new_name")
+    p.add_argument("--wait", action="store_true")
+
     p = sub.add_parser("import", help="create an environment from an exported spec")
     p.add_argument("file")
     p.add_argument("--name", help="create it under this name instead")
     p.add_argument("--wait", action="store_true")
+
+    p = sub.add_parser("gc", help="free old revisions, orphan prefixes and unused cache on a root (never current or ready)")
+    p.add_argument("--root", help="the storage root (default: $JUPYTER_ENVMGR_ROOT, else <jupyter data dir>/envmgr)")
+    p.add_argument("--keep", type=int, default=3, help="revisions to keep per environment (default 3)")
+    p.add_argument("--uv-cache-dir", help="uv cache to prune (default <root>/cache/uv)")
 
     if in_kernel:
         p = sub.add_parser("install", help="add packages to the environment this kernel runs in (a new revision)")
@@ -179,6 +189,8 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
         from .demo import run_demo
 
         return run_demo(package=args.package, keep=args.keep)
+    if args.command == "gc":
+        return collect_garbage(args)
     if args.command == "render-job":
         from .builders.kubernetes import app_from_config, render_job_yaml
 
@@ -223,16 +235,41 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
                 f.write(text)
         else:
             sys.stdout.write(text)
-    elif cmd == "import":
-        with open(args.file) as f:
-            spec = json.load(f)
-        if args.name:
-            spec["name"] = args.name
-        record = client.create(spec)
+    elif cmd in ("import", "clone"):
+        if cmd == "clone":
+            record = client.action(args.name, "clone", name=args.new_name)
+        else:
+            with open(args.file) as f:
+                spec = json.load(f)
+            if args.name:
+                spec["name"] = args.name
+            record = client.create(spec)
         print(f"{record['name']}: {record['status']} (revision {record['revision']})")
         if args.wait:
             wait_with_progress(client, record["name"], args.timeout)
             print(f"{record['name']}: ready")
+    return 0
+
+
+def collect_garbage(args) -> int:
+    """Works on the root's files directly, so it runs where the storage is mounted, server or not."""
+    import os
+
+    import uv
+
+    from .app import default_root
+    from .gc import collect
+    from .store import Store
+
+    root = os.path.abspath(args.root or default_root())
+    if not os.path.isdir(os.path.join(root, "envs")):
+        raise ClientError(0, f"{root} is not an envmgr root (no envs/ in it); pass --root")
+    report = collect(Store(root), args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv"))
+    for line in report.revisions:
+        print(f"removed {line}")
+    for path in report.orphans:
+        print(f"removed orphan {path}")
+    print(report.summary())
     return 0
 
 

@@ -181,26 +181,51 @@ class EnvmgrClient:
     # ------------------------------------------------------------ kernels
 
     async def run_code(self, kernel_name: str, code: str, timeout: float = 120) -> str:
-        """Start a kernel through the server, run `code`, return its stdout; raise on an error."""
+        """Start a kernel through the server, run `code`, return its output; raise on an error."""
+        async with self.kernel(kernel_name, timeout) as kernel:
+            return await kernel.execute(code)
+
+    def kernel(self, kernel_name: str, timeout: float = 120) -> "KernelSession":
+        """`async with client.kernel(name) as k: await k.execute(code)`: one kernel for several cells."""
+        return KernelSession(self, kernel_name, timeout)
+
+
+class KernelSession:
+    """A kernel started through the server's REST API and driven over its websocket.
+
+    Async all the way: the server may run in this very event loop (the tests).
+    """
+
+    def __init__(self, client: EnvmgrClient, kernel_name: str, timeout: float):
+        self.client, self.kernel_name, self.timeout = client, kernel_name, timeout
+        self.headers = {"Authorization": f"token {client.token}"} if client.token else {}
+
+    async def __aenter__(self) -> "KernelSession":
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
         from tornado.websocket import websocket_connect
 
-        # Async all the way: the server may run in this very event loop (the tests).
-        headers = {"Authorization": f"token {self.token}"} if self.token else {}
-        http = AsyncHTTPClient()
-        resp = await http.fetch(self._url("api/kernels"), method="POST", headers=headers,
-                                body=json.dumps({"name": kernel_name}), request_timeout=timeout)
-        kernel = json.loads(resp.body)
+        self.http = AsyncHTTPClient()
+        resp = await self.http.fetch(self.client._url("api/kernels"), method="POST", headers=self.headers,
+                                     body=json.dumps({"name": self.kernel_name}), request_timeout=self.timeout)
+        self.id = json.loads(resp.body)["id"]
         try:
-            ws_url = self._url(f"api/kernels/{kernel['id']}/channels").replace("http", "ws", 1)
-            conn = await websocket_connect(HTTPRequest(ws_url, headers=headers, connect_timeout=timeout))
-            try:
-                return await _execute(conn, code, timeout)
-            finally:
-                conn.close()
-        finally:
-            await http.fetch(self._url(f"api/kernels/{kernel['id']}"), method="DELETE", headers=headers,
-                             request_timeout=timeout, raise_error=False)
+            ws_url = self.client._url(f"api/kernels/{self.id}/channels").replace("http", "ws", 1)
+            self.conn = await websocket_connect(HTTPRequest(ws_url, headers=self.headers, connect_timeout=self.timeout))
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def execute(self, code: str) -> str:
+        return await _execute(self.conn, code, self.timeout)
+
+    async def _shutdown(self) -> None:
+        await self.http.fetch(self.client._url(f"api/kernels/{self.id}"), method="DELETE", headers=self.headers,
+                              request_timeout=self.timeout, raise_error=False)
+
+    async def __aexit__(self, *exc) -> None:
+        self.conn.close()
+        await self._shutdown()
 
 
 async def _execute(conn, code: str, timeout: float) -> str:

@@ -16,6 +16,7 @@ from tornado.httputil import responses
 from tornado.iostream import StreamClosedError
 
 from ._version import __version__
+from .auth import scope
 from .errors import EnvmgrError, invalid, not_found
 from .manager import ACTIVE, EnvironmentManager
 from .spec import NAME_RE, scrub
@@ -71,8 +72,16 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
         except ValueError as e:
             raise EnvmgrError(400, "invalid_json", f"the body is not valid JSON ({e}); send a JSON object") from None
 
-    def namespace(self) -> str:
-        return self.manager.check_namespace(self.get_query_argument("namespace", None))
+    def namespace(self, body_namespace: Optional[str] = None) -> str:
+        """The namespace of this request, after the authorizer agreed to it (resource envmgr:<ns>)."""
+        namespace = self.manager.check_namespace(self.get_query_argument("namespace", None) or body_namespace)
+        action = "read" if self.request.method == "GET" else "write"
+        if not self.may(action, namespace):
+            raise EnvmgrError(403, "forbidden", f"{self.owner() or 'this user'} may not {action} environments in namespace {namespace!r}; ask an administrator for access")
+        return namespace
+
+    def may(self, action: str, namespace: str) -> bool:
+        return self.authorizer.is_authorized(self, self.current_user, action, scope(namespace))
 
     def env_name(self, name: str) -> str:
         """A name from the URL, checked before it comes near a path."""
@@ -94,7 +103,9 @@ class InfoHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.write_json(self.manager.info(__version__, self.manager.builder.kind))
+        info = self.manager.info(__version__, self.manager.builder.kind)
+        info["namespaces"] = [ns for ns in info["namespaces"] if self.may("read", ns)]  # only what this user may see
+        self.write_json(info)
 
 
 class EnvironmentsHandler(EnvmgrHandler):
@@ -108,7 +119,8 @@ class EnvironmentsHandler(EnvmgrHandler):
     @authorized
     async def post(self):
         body = self.body()
-        record = await self.manager.create(body, self.get_query_argument("namespace", None), self.owner())
+        namespace = self.namespace(body.get("namespace") if isinstance(body, dict) and isinstance(body.get("namespace"), str) else None)
+        record = await self.manager.create(body, namespace, self.owner())
         self.set_header("Location", url_path_join(self.base_url, "envmgr/api/environments", record["name"]))
         self.write_json(self.manager.public(record), 202)
 

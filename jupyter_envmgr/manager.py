@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import recipes
+from . import gc, recipes
 from .builders.base import Build, Builder, read_result
 from .errors import EnvmgrError, conflict, invalid
 from .kernels import KernelRegistry, kernel_name
@@ -42,7 +42,7 @@ class Settings:
     default_python: str = ""
     default_namespace: str = "default"
     presets: list = field(default_factory=list)
-    rerun_init_on_rebuild: bool = True
+    rerun_init_script: bool = True
 
 
 class EnvironmentManager:
@@ -227,9 +227,9 @@ class EnvironmentManager:
     async def action(self, namespace: str, name: str, body: dict, user: str = "") -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
             raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "rebuild" | "cancel" | "rollback", ...}')
-        unknown = set(body) - {"action", "revision"}
+        unknown = set(body) - {"action", "revision", "name"}
         if unknown:
-            raise EnvmgrError(400, "unknown_field", f"unknown field(s) {', '.join(sorted(unknown))}; an action takes 'action' and, for rollback, 'revision'")
+            raise EnvmgrError(400, "unknown_field", f"unknown field(s) {', '.join(sorted(unknown))}; an action takes 'action' and, for rollback, 'revision', for clone, 'name'")
         action = body["action"]
         record = self.store.read(namespace, name)
         if action == "rebuild":
@@ -242,7 +242,15 @@ class EnvironmentManager:
             return await self.cancel(namespace, name, user)
         if action == "rollback":
             return self.rollback(namespace, name, body.get("revision"))
-        raise invalid("action", f"{action!r} is not an action; use rebuild, cancel or rollback")
+        if action == "clone":
+            return await self.clone(namespace, name, body.get("name"), user)
+        raise invalid("action", f"{action!r} is not an action; use rebuild, cancel, rollback or clone")
+
+    async def clone(self, namespace: str, name: str, new_name, owner: str) -> dict:
+        """A new environment with the same inputs (credentials included, which an export redacts)."""
+        spec = self.spec_of(self.store.read(namespace, name)).to_dict()
+        spec["name"] = new_name
+        return await self.create(spec, namespace, owner)
 
     def _refuse_if_building(self, record: dict) -> None:
         if record.get("status") in ACTIVE:
@@ -323,8 +331,11 @@ class EnvironmentManager:
         paths = self.paths(namespace, name, revision)
         build = Build(namespace, name, revision, spec, paths, self.settings.build_timeout, handle)
         if handle is None:
-            steps, env = self.recipe_book.steps(spec, paths)
+            reuse = self._reusable_init(namespace, name, spec)
+            steps, env = self.recipe_book.steps(spec, paths, with_init=reuse is None)
             recipes.write_plan(spec, paths, steps, env, self.settings.build_timeout)
+            if reuse is not None:
+                shutil.copyfile(reuse, paths.init_env)
         self._builds[(namespace, name)] = build
         task = build.task = asyncio.ensure_future(self._run(build, attach=handle is not None))
         self._tasks.add(task)
@@ -443,6 +454,18 @@ class EnvironmentManager:
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
         self._notify()
 
+    def _reusable_init(self, namespace: str, name: str, spec: EnvSpec) -> Optional[str]:
+        """With rerun_init_script off: the env file of the ready revision that already ran this script."""
+        if self.settings.rerun_init_script or not spec.init_script.strip():
+            return None
+        record = self.store.read(namespace, name)
+        ready = record.get("ready_revision")
+        rev = next((r for r in record.get("revisions", []) if r["revision"] == ready), None)
+        if not rev or rev["inputs"].get("init_script") != spec.init_script:
+            return None
+        path = self.paths(namespace, name, ready).init_env
+        return path if os.path.exists(path) else None
+
     def _write_kernel(self, record: dict) -> None:
         paths = self.paths(record["namespace"], record["name"], record["ready_revision"])
         env = {}
@@ -453,27 +476,8 @@ class EnvironmentManager:
         self.kernels.write(record, env)
 
     def _prune(self, namespace: str, name: str) -> None:
-        """Drop revisions beyond keep_revisions, newest first kept; never the ready one or an active one."""
-        keep = max(1, self.settings.keep_revisions)
-        dropped = []
-
-        def apply(r):
-            revs = sorted(r.get("revisions", []), key=lambda x: x["revision"], reverse=True)
-            kept = []
-            for rev in revs:
-                if len(kept) < keep or rev["revision"] in (r.get("ready_revision"), r.get("revision")) or rev["status"] in ACTIVE:
-                    kept.append(rev)
-                else:
-                    dropped.append(rev["revision"])
-            r["revisions"] = sorted(kept, key=lambda x: x["revision"])
-
-        self.store.update(namespace, name, apply)
-        for number in dropped:
-            paths = self.paths(namespace, name, number)
-            shutil.rmtree(paths.prefix, ignore_errors=True)
-            shutil.rmtree(paths.build_dir, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(paths.log)
+        """Drop revisions beyond keep_revisions; never current, the ready one or an active one."""
+        gc.prune_revisions(self.store, namespace, name, self.settings.keep_revisions)
 
     def _notify(self) -> None:
         self.changed.set()

@@ -8,10 +8,37 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
 from .spec import EnvSpec, parse_requirements, redact_url
+
+
+#: What kernels need of base packages, whatever the administrator lists.
+KERNEL_MINIMUMS = {"ipykernel": ">=6"}
+
+
+def _overlap(a: SpecifierSet, b: SpecifierSet) -> bool:
+    """Whether some version satisfies both sets: probe the versions they mention and their neighbours."""
+    probes = set()
+    for spec in list(a) + list(b):
+        try:
+            v = Version(spec.version.rstrip(".*"))
+        except InvalidVersion:
+            continue
+        major, minor, micro = (list(v.release) + [0, 0])[:3]
+        probes |= {v, Version(f"{major}.{minor}.{micro + 1}"), Version(f"{major}.{minor + 1}"), Version(f"{major + 1}")}
+        if micro:
+            probes.add(Version(f"{major}.{minor}.{micro - 1}"))
+        if minor:
+            probes.add(Version(f"{major}.{minor - 1}.999"))
+        if major:
+            probes.add(Version(f"{major - 1}.999"))
+    probes |= {Version(str(n)) for n in range(0, 40)}
+    return any(a.contains(p, prereleases=True) and b.contains(p, prereleases=True) for p in probes)
 
 
 @dataclass
@@ -66,13 +93,11 @@ class Policy:
                     "index_urls (an administrator may allow them with c.EnvManagerApp.allow_direct_urls)",
                 )
             elif line.kind == "path":
-                self.check_source_path(line.text, fieldname, where)
+                self.check_source_path(line.target, fieldname, where)
         return lines
 
-    def check_source_path(self, text: str, fieldname: str, where: str) -> None:
-        path = text.split("@", 1)[-1].strip() if "@" in text and not text.startswith(("/", ".")) else text
-        if path.startswith("file://"):
-            path = path[len("file://"):]
+    def check_source_path(self, target: str, fieldname: str, where: str) -> None:
+        path = target[len("file://"):] if target.startswith("file://") else target
         path = os.path.expanduser(path.split("#")[0].split(";")[0].strip())
         real = os.path.realpath(path)
         allowed = [os.path.realpath(d) for d in self.allowed_source_dirs]
@@ -85,17 +110,26 @@ class Policy:
             )
 
     def check_base_pins(self, manager: str, requested: dict) -> None:
-        """A request may pin a base package, but not to a version that excludes what we need.
+        """A request may pin a base package, but not to versions that exclude what the base needs.
 
-        `requested` maps canonical names to packaging SpecifierSets.
+        `requested` maps canonical names to SpecifierSets. A base entry may carry its own range
+        ("pandas>=2"); ipykernel needs 6 or newer for kernels to start.
         """
-        for base in self.base_packages.get(manager, []):
-            spec = requested.get(canonicalize_name(base))
-            if spec is not None and str(spec) and not any(True for _ in spec.filter(["6.0", "6.29.5", "7.0.0", "7.1.0"])):
+        for entry in self.base_packages.get(manager, []):
+            try:
+                base = Requirement(entry)
+            except InvalidRequirement:
+                continue
+            name = canonicalize_name(base.name)
+            wanted = requested.get(name)
+            if wanted is None or not str(wanted):
+                continue
+            needed = base.specifier & SpecifierSet(KERNEL_MINIMUMS.get(name, ""))
+            if not _overlap(wanted, needed):
                 raise invalid(
                     "packages",
-                    f"{base} is a base package (always installed, version 6 or newer for kernels to start); "
-                    f"'{base}{spec}' excludes every version that works: remove the pin or widen it",
+                    f"{base.name} is a base package (always installed; it needs {needed or 'any version'}), "
+                    f"and '{base.name}{wanted}' excludes every version that works: remove the pin or widen it",
                 )
 
     def check_count(self, existing: int) -> None:

@@ -163,7 +163,7 @@ class RecipeBook:
             conda, settings = self._conda()
             conda.check(spec, settings, self.policy, self.base_packages.get("conda", []))
 
-    def steps(self, spec: EnvSpec, paths: BuildPaths) -> tuple:
+    def steps(self, spec: EnvSpec, paths: BuildPaths, with_init: bool = True) -> tuple:
         base = self.base_packages.get(spec.manager, [])
         if spec.manager == "pip":
             steps = pip_steps(spec, paths, self.tools, base)
@@ -173,7 +173,8 @@ class RecipeBook:
             steps = conda.steps(resolved, paths, settings, self.tools, spec.name)
         else:
             raise ValueError(f"no recipe for manager {spec.manager!r}")
-        steps += init_step(spec, paths, self.init_script_timeout)
+        if with_init:
+            steps += init_step(spec, paths, self.init_script_timeout)
         return steps, uv_env(spec, self.tools)
 
     async def installed(self, manager: str, prefix: str) -> list:

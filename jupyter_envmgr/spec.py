@@ -79,6 +79,11 @@ class RequirementLine:
     text: str
     kind: str  # "requirement", "option", "url" (direct URL), "path" (local file or dir)
     requirement: Optional[Requirement] = None
+    target: str = ""  # for "path": the file or directory it installs from
+
+    def __post_init__(self):
+        if self.kind == "path" and not self.target:
+            self.target = self.requirement.url if self.requirement else self.text
 
 
 @dataclass
@@ -247,7 +252,13 @@ def parse_requirements(text: str) -> list:
     return lines
 
 
+EDITABLE_RE = re.compile(r"^(-e|--editable)(\s+|=)(?P<target>\S.*)$")
+
+
 def _classify(lineno: int, line: str) -> RequirementLine:
+    m = EDITABLE_RE.match(line)
+    if m and m["target"].startswith(("/", ".", "~", "file:")):
+        return RequirementLine(lineno, line, "path", target=m["target"])
     if line.startswith("-"):
         return RequirementLine(lineno, line, "option")
     if line.startswith((".", "/", "~")) or line.startswith("file:") or "://" in line.split("@")[0]:
