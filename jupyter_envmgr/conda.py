@@ -236,7 +236,8 @@ def _match_spec(dep: Dependency):
     import rattler
 
     where = f"environment.yaml line {dep.line}: {dep.text!r}"
-    if dep.text.startswith("-") or "://" in dep.text or dep.text.startswith(("/", ".", "~")):
+    target = dep.text.rpartition("::")[2]  # after an optional 'channel::'
+    if target.startswith("-") or "://" in target or target.startswith(("/", ".", "~")):
         raise forbidden("packages", f"{where}: direct package URLs, paths and options are not allowed in "
                                     "dependencies; name a package from a channel, e.g. 'numpy>=2'")
     try:
@@ -251,7 +252,7 @@ def _python_conflict(spec, python: str) -> bool:
     """Whether the file's python spec excludes the record's python version (X.Y or X.Y.Z)."""
     import rattler
 
-    if spec.version is None:
+    if spec.version is None or not python:
         return False
     vs = rattler.VersionSpec(str(spec.version))
     candidates = [python] if python.count(".") >= 2 else [python] + [f"{python}.{n}" for n in range(0, 40)]
@@ -295,15 +296,14 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
     specs, names, python_given = [], set(), False
     for dep in env.specs:
         ms = _match_spec(dep)
-        if ms.channel is not None:
-            allow(ms.channel.name if "://" not in dep.text.split("::")[0] else dep.text.split("::")[0],
-                  f"environment.yaml line {dep.line}")
+        if ms.channel is not None and "::" in dep.text:  # conda-forge::numpy: that channel must be allowed too
+            allow(dep.text.split("::", 1)[0].strip(), f"environment.yaml line {dep.line}")
         name = ms.name.normalized if hasattr(ms.name, "normalized") else str(ms.name)
         if name == "python":
             if _python_conflict(ms, spec.python):
                 raise invalid("packages", f"environment.yaml line {dep.line}: {dep.text!r} conflicts with the "
                                           f"environment's python {spec.python}; change one of them so they agree")
-            python_given = True
+            python_given = python_given or ms.version is not None  # a bare 'python' pins nothing
         names.add(name)
         specs.append(dep.text)
     if not python_given and spec.python:
@@ -311,15 +311,15 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
         names.add("python")
 
     pip_lines = [d.text for d in env.pip]
-    if pip_lines and policy is not None:
+    for dep in env.pip if policy is not None else []:
         try:
-            policy.check_requirement_lines("\n".join(pip_lines) + "\n", "packages")
+            policy.check_requirement_lines(dep.text + "\n", "packages")
         except Exception as e:
-            # Name the environment.yaml line rather than the line of the joined sub-list.
+            # Name the environment.yaml line, not the line within this one entry.
             message = getattr(e, "message", "")
             m = re.search(r"line (\d+):", message)
-            if m and hasattr(e, "message"):
-                real = env.pip[int(m[1]) - 1].line
+            if m:
+                real = dep.line + int(m[1]) - 1 + (1 if "\n" in dep.text else 0)  # a '|' block starts a line below
                 e.message = message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
                 e.args = (e.message,)
             raise
