@@ -46,7 +46,7 @@ class JobOptions:
     node_selector: dict = field(default_factory=dict)
     tolerations: list = field(default_factory=list)
     gpu_node_selector: dict = field(default_factory=dict)
-    gpu_tolerations: list = field(default_factory=list)
+    gpu_tolerations: list = field(default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
     active_deadline_seconds: int = 3600
     ttl_seconds_after_finished: Optional[int] = 3600
     run_as_user: int = 1000
