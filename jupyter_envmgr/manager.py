@@ -466,14 +466,18 @@ class EnvironmentManager:
         path = self.paths(namespace, name, ready).init_env
         return path if os.path.exists(path) else None
 
-    def _write_kernel(self, record: dict) -> None:
+    def _kernel_env(self, record: dict) -> dict:
+        """What a kernel of the ready revision gets: activation, init-script variables, the spec's env_vars."""
         paths = self.paths(record["namespace"], record["name"], record["ready_revision"])
-        env = {}
-        env.update(recipes.read_env_file(paths.init_env))
-        env.update(_read_json(paths.activate_env))
-        env.update(record.get("env_vars", {}))
-        env["JUPYTER_ENVMGR_ENVIRONMENT"] = f"{record['namespace']}/{record['name']}"
-        self.kernels.write(record, env)
+        return {
+            **_read_json(paths.activate_env),
+            **recipes.read_env_file(paths.init_env),
+            **record.get("env_vars", {}),
+            "JUPYTER_ENVMGR_ENVIRONMENT": f"{record['namespace']}/{record['name']}",
+        }
+
+    def _write_kernel(self, record: dict) -> None:
+        self.kernels.write(record, self._kernel_env(record))
 
     def _prune(self, namespace: str, name: str) -> None:
         """Drop revisions beyond keep_revisions; never current, the ready one or an active one."""
@@ -500,10 +504,7 @@ class EnvironmentManager:
                     continue
                 if record.get("ready_revision"):
                     kname = kernel_name(namespace, record["name"], self.settings.default_namespace)
-                    paths = self.paths(namespace, record["name"], record["ready_revision"])
-                    env = {**recipes.read_env_file(paths.init_env), **_read_json(paths.activate_env),
-                           **record.get("env_vars", {}), "JUPYTER_ENVMGR_ENVIRONMENT": f"{namespace}/{record['name']}"}
-                    wanted[kname] = (record, env)
+                    wanted[kname] = (record, self._kernel_env(record))
         self.kernels.resync(wanted)
 
     def _reconcile(self, namespace: str, record: dict) -> dict:
