@@ -186,7 +186,7 @@ class EnvironmentManager:
 
     async def create(self, body: dict, namespace: Optional[str], owner: str) -> dict:
         namespace = self.check_namespace(namespace or (body.get("namespace") if isinstance(body, dict) else None))
-        spec = parse_create(body, self.offer, self.settings.default_python, namespace)
+        spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
         await self.builder.check_storage()
         async with self._create_lock:
@@ -202,6 +202,9 @@ class EnvironmentManager:
             self.store.create(namespace, spec.name, record)
         self._launch(namespace, spec.name, 1, spec)
         return record
+
+    def _default_python(self, values: dict) -> str:
+        return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", "")) or self.settings.default_python
 
     async def patch(self, namespace: str, name: str, body: dict) -> tuple:
         """Returns (record, built): built is True when a new revision started."""

@@ -85,7 +85,7 @@ def run_step(step, env, log, deadline):
         for line in lines:
             text = line.decode(errors="replace").rstrip("\r")
             log.write(text + "\n")
-            if text.strip():
+            if text.strip() and not text.startswith("[envmgr-progress]"):
                 tail.append(text.strip())
     if buf:
         log.write(buf.decode(errors="replace") + "\n")

@@ -370,8 +370,12 @@ def _check_read_only(body: dict, current: Optional[dict]) -> None:
             raise invalid(key, "is read-only and cannot be changed")
 
 
-def parse_create(body: Any, offer: Offer, default_python: str, namespace: Optional[str] = None) -> EnvSpec:
-    """Turn a POST body into an EnvSpec, or raise the first problem found."""
+def parse_create(body: Any, offer: Offer, default_python, namespace: Optional[str] = None) -> EnvSpec:
+    """Turn a POST body into an EnvSpec, or raise the first problem found.
+
+    `default_python` is the version for a body that names none, or a function of the checked
+    values giving it (a conda environment.yaml may pin its own python).
+    """
     if not isinstance(body, dict):
         raise EnvmgrError(400, "invalid_json", "the body must be a JSON object with at least a 'name'")
     _refuse_unknown(body, CREATE_FIELDS)
@@ -382,7 +386,8 @@ def parse_create(body: Any, offer: Offer, default_python: str, namespace: Option
     for key in ("name",) + tuple(sorted(values)):
         if key == "name" or key in values:
             values[key] = _check_field(key, values.get(key), offer, manager)
-    values.setdefault("python", default_python)
+    if "python" not in values:
+        values["python"] = default_python(values) if callable(default_python) else default_python
     return EnvSpec(**values)
 
 

@@ -244,3 +244,13 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("envmgr_overrides", [{"default_python": "3.12"}])
+async def test_conda_file_pins_python_when_the_request_names_none(api, conda_channel):
+    """No `python` in the request: the environment.yaml's pin decides, not the server's default."""
+    created = await api.create({"name": "pinned", "manager": "conda", "packages": env_yaml("python=3.11")})
+    assert created["python"] == "3.11"
+    status, data = await api.call("POST", "environments", {"name": "clash", "manager": "conda", "python": "3.12",
+                                                            "packages": env_yaml("python=3.11")})
+    assert status == 422 and "python" in data["message"]
