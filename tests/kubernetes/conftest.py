@@ -49,9 +49,18 @@ def local_index():
 
 
 @pytest.fixture
-def standin(tmp_path, envmgr_root):
+def standin_namespaces() -> list:
+    """More namespaces (labelled envmgr.jupyter.org/enabled=true, each with the claim); parametrize to add."""
+    return []
+
+
+@pytest.fixture
+def standin(tmp_path, envmgr_root, standin_namespaces):
     s = StandIn(str(tmp_path / "standin"), image_path())
     s.pvc(PVC, envmgr_root)
+    for ns in standin_namespaces:
+        s.namespace(ns, {"envmgr.jupyter.org/enabled": "true"})
+        s.pvc(PVC, envmgr_root, namespace=ns)  # claims on the same storage, as NFS-backed PVs give
     yield s
     s.close()
 

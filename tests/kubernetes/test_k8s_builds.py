@@ -161,3 +161,20 @@ async def test_active_deadline(api, standin, local_index):
     assert "activeDeadlineSeconds (3s" in record["message"], record["message"]
     status, text = await api.call("GET", "environments/k8s-deadline/log")
     assert "==> failed: the build Job ran past its activeDeadlineSeconds" in text
+
+
+@pytest.mark.parametrize("standin_namespaces", [["team-b", "team-a"]])
+@pytest.mark.parametrize("kube_overrides", [{"kubernetes_namespace_selector": "envmgr.jupyter.org/enabled=true",
+                                             "kubernetes_ttl_seconds_after_finished": 1}])
+async def test_namespaces_listed_from_the_api_and_jobs_expire(api, standin, local_index, envmgr_root):
+    info = await api.ok("GET", "info")
+    assert info["namespaces"] == ["team-a", "team-b"]  # "default" has not the label
+    await api.create({"name": "ns-env", "packages": "envmgr-demo-pkg\n", "index_urls": [local_index.url]}, namespace="team-b")
+    record = await api.wait("ns-env", timeout=120, namespace="team-b")
+    assert record["status"] == "ready", record["message"]
+    assert record["kernel_name"] == "envmgr-team-b.ns-env"
+    assert os.path.isdir(os.path.join(envmgr_root, "envs", "team-b", "ns-env", "rev-0001"))
+    assert standin.requests("POST", "/namespaces/team-b/jobs") and not standin.requests("POST", "/namespaces/team-a/jobs")
+    # ttlSecondsAfterFinished: Kubernetes removes the ended Job and its pod; the record keeps what it learnt.
+    await standin.until(lambda: standin.jobs("team-b") == [] and standin.pods("team-b") == [], timeout=30, what="the Job expired")
+    assert (await api.get("ns-env", namespace="team-b"))["status"] == "ready"
