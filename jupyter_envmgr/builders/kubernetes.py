@@ -609,6 +609,22 @@ class LogFollower:
         return True
 
     def _follow(self) -> None:
+        """Copy the log, holding an exclusive lock on the log file: when several servers of one root follow
+        the same build (each re-attached after a restart), one copies and the others wait to take over."""
+        import fcntl
+
+        with open(self.path, "ab") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if self._stop.wait(2.0):
+                        return
+            self.written = count_lines(self.path)  # what another copier wrote meanwhile
+            self._copy()
+
+    def _copy(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
         failures = 0
@@ -844,6 +860,10 @@ class KubernetesBuilder(Builder):
         job = self._adoptable(build)
         if job is None:
             clear_result(build)
+            try:
+                os.unlink(self._cancel_marker(build))
+            except FileNotFoundError:
+                pass
             self.plan_to_stdout(build)
             name = objects.job_name(build.name, build.revision, secrets.token_hex(3))
             manifest = self.manifest(build, name)
@@ -942,8 +962,12 @@ class KubernetesBuilder(Builder):
         self._jobs[ns].put(job)
         return False
 
+    @staticmethod
+    def _cancel_marker(build: Build) -> str:
+        return os.path.join(build.paths.build_dir, "cancelled")
+
     async def _result(self, build: Build, state: str, job: Optional[dict], message: str) -> dict:
-        if build.key in self._cancelled:
+        if build.key in self._cancelled or os.path.exists(self._cancel_marker(build)):
             return {"status": "cancelled", "message": "cancelled"}
         result = self._read_result(build)
         if result is None and state == "complete":
@@ -1004,6 +1028,11 @@ class KubernetesBuilder(Builder):
             return
         ns, name = handle["namespace"], handle["job"]
         self._cancelled.add(build.key)
+        # On the shared root, so that any other server following this build reads it as cancelled too.
+        try:
+            atomic_write(self._cancel_marker(build), now_text())
+        except OSError:
+            pass
         await self._delete(ns, name)
         # Foreground deletion: the Job disappears once its pod has: wait for that (bounded).
         deadline = time.monotonic() + self.settings.cancel_timeout
@@ -1046,6 +1075,10 @@ class KubernetesBuilder(Builder):
             self._api = None
 
 
+def now_text() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _timestamp(text: Optional[str]) -> Optional[float]:
     if not text:
         return None
@@ -1086,6 +1119,10 @@ def builder_from_app(app) -> KubernetesBuilder:
     if "namespaces" not in app.config.get("EnvManagerApp", {}) and in_cluster() and own_namespace():
         app.namespaces = [own_namespace()]
     builder = KubernetesBuilder(settings_from_app(app))
+    uid = os.getuid()
+    if uid not in (0, app.kubernetes_run_as_user):
+        log.warning("this server runs as UID %s but build pods as %s (c.EnvManagerApp.kubernetes_run_as_user): "
+                    "they may not be able to read the build plans or write the environments", uid, app.kubernetes_run_as_user)
     namespaces = builder.namespaces()
     if namespaces != list(app.namespaces):
         app.namespaces = namespaces
