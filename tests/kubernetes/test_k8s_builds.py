@@ -1,7 +1,6 @@
 """Builds as Jobs through a real jupyter server and the API stand-in: create, run code, cancel, delete."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest

@@ -38,7 +38,6 @@ import re
 import signal
 import string
 import subprocess
-import sys
 import threading
 import time
 import traceback
