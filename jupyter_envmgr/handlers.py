@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import time
@@ -40,6 +41,9 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings["envmgr_max_body_bytes"]
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            e = EnvmgrError(507, "no_space", f"the storage root is full ({e.strerror}); free space or delete "
+                                             "environments (jupyter envmgr gc frees old revisions), then retry")
         if isinstance(e, EnvmgrError) and not self._finished:
             self.log.info("envmgr %s %s: %s %s", self.request.method, self.request.path, e.status, e.message)
             self.clear()

@@ -363,14 +363,25 @@ class EnvironmentManager:
         except EnvmgrError as e:
             if e.status != 404:
                 self._finish(build, {"status": "failed", "message": e.message})
-        except Exception as e:  # never leave a record warming because of a bug here
+        except Exception as e:  # never leave a record warming: a full disk, a bug here
             self.log.exception("build %s failed in the server", build.key)
-            self._finish(build, {"status": "failed", "message": f"the server could not run the build: {e}"})
+            await self._finish_despite_errors(build, {"status": "failed", "message": f"the server could not run the build: {e}"})
         finally:
             if self._builds.get((build.namespace, build.name)) is build:
                 del self._builds[(build.namespace, build.name)]
             self._cancelled.discard(build.key)
             self._notify()
+
+    async def _finish_despite_errors(self, build: Build, result: dict, attempts: int = 8) -> None:
+        """Record the end of a build even if the storage refuses for a while (full disk): retry with backoff."""
+        for attempt in range(attempts):
+            try:
+                self._finish(build, result)
+                return
+            except OSError as e:
+                self.log.warning("cannot record the end of %s yet (%s); retrying", build.key, e)
+                await asyncio.sleep(min(30, 0.5 * 2 ** attempt))
+        self.log.error("gave up recording the end of %s; the next start will", build.key)
 
     async def _follow(self, build: Build) -> None:
         follower = asyncio.ensure_future(self._follow_log(build))
@@ -384,7 +395,7 @@ class EnvironmentManager:
             follower.cancel()
         if build.key in self._cancelled:
             result = {"status": "cancelled"}
-        self._finish(build, result)
+        await self._finish_despite_errors(build, result)
 
     async def _follow_log(self, build: Build, interval: float = 0.3) -> None:
         """Turn new log lines into progress and message on the record."""

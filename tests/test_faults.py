@@ -1,0 +1,47 @@
+"""A full disk: builds fail with the reason, requests get 507, records stay whole, nothing is stuck."""
+import json
+import os
+import subprocess
+
+import pytest
+
+
+@pytest.fixture
+def envmgr_root(tmp_path):
+    """The root on a 6 MiB tmpfs (ipykernel alone needs more), mounted for the test."""
+    path = tmp_path / "small-root"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield str(path)
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+async def test_full_disk_fails_cleanly(api, envmgr_root):
+    await api.create({"name": "too-big", "packages": ""})
+    record = await api.wait("too-big", timeout=300)
+    assert record["status"] == "failed", record
+    assert "space" in record["message"].lower(), record["message"]
+    with open(os.path.join(envmgr_root, "envs", "default", "too-big", "env.json")) as f:
+        assert json.load(f)["status"] == "failed"  # the record is whole
+    assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", "too-big", "rev-0001"))  # space given back
+
+    filler = os.path.join(envmgr_root, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    status, data = await api.call("POST", "environments", {"name": "no-room", "packages": ""})
+    assert status == 507 and "full" in data["message"], (status, data)
+    assert sorted(os.listdir(os.path.join(envmgr_root, "envs", "default"))) == ["too-big"]  # no half-made env
+    status, data = await api.call("POST", "environments/too-big/actions", {"action": "rebuild"})
+    assert status == 507
+    assert (await api.get("too-big"))["status"] == "failed"  # not stuck pending
+
+    os.unlink(filler)
+    await api.ok("DELETE", "environments/too-big", expect=(204,))
+    assert os.listdir(os.path.join(envmgr_root, "envs", "default")) == []
