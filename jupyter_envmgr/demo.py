@@ -26,10 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None) -> subprocess.Popen:
+def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None, extra: Optional[dict] = None) -> subprocess.Popen:
     """A private jupyter server with only this extension's config, its own dirs and root.
 
-    `envmgr` overrides EnvManagerApp settings (the tests start several servers on one root).
+    `envmgr` overrides EnvManagerApp settings, `extra` adds other sections (the tests start several
+    servers on one root, and JupyterLab with its app exposed to the browser).
     """
     config = os.path.join(base, "config")
     os.makedirs(config, exist_ok=True)
@@ -40,6 +41,7 @@ def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None
                           "root_dir": base},
             "IdentityProvider": {"token": token},
             "EnvManagerApp": {"root_dir": os.path.join(base, "root"), "user_kernelspecs": False, **(envmgr or {})},
+            **(extra or {}),
         }, f)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=config, JUPYTER_RUNTIME_DIR=os.path.join(base, "runtime"),
                JUPYTER_DATA_DIR=os.path.join(base, "data"))

@@ -201,11 +201,11 @@ class Api:
 class Server:
     """One jupyter server process on a shared root, with its own config/runtime/data dirs."""
 
-    def __init__(self, base, root, uv_cache, **envmgr):
+    def __init__(self, base, root, uv_cache, config=None, **envmgr):
         self.base = base
         self.port = free_port()
         self.token = "t" + os.urandom(8).hex()
-        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr})
+        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr}, config)
         self.client = EnvmgrClient(f"http://127.0.0.1:{self.port}/", self.token)
         wait_for_server(self.client, self.proc)
 
