@@ -226,10 +226,25 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.handlers.extend((f"/{path}", handler) for path, handler in route_table())
 
     async def _start_jupyter_server_extension(self, serverapp):
-        if hasattr(self.manager.builder, "prepare"):  # Kubernetes: list the Jobs before records are reconciled
-            await self.manager.builder.prepare()
         await self.manager.start()
         self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
+        if self.gc_interval > 0:
+            self._gc_task = asyncio.ensure_future(self._collect_garbage_forever())
+
+    async def _collect_garbage_forever(self):
+        import uv
+
+        while True:
+            await asyncio.sleep(self.gc_interval)
+            try:
+                report = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: gc.collect(self.manager.store, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir))
+                self.log.info("jupyter_envmgr gc: %s", report.summary())
+            except Exception:  # housekeeping must never take the server down
+                self.log.exception("jupyter_envmgr gc failed")
 
     async def stop_extension(self):
+        task = getattr(self, "_gc_task", None)
+        if task:
+            task.cancel()
         await self.manager.stop()

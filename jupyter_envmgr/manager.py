@@ -188,7 +188,7 @@ class EnvironmentManager:
         namespace = self.check_namespace(namespace or (body.get("namespace") if isinstance(body, dict) else None))
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
-        await self.builder.check_storage()
+        await self.builder.check_storage(namespace)
         async with self._create_lock:
             self.policy.check_count(sum(len(self.store.list(ns)) for ns in self.offer.namespaces))
             stamp = now()
@@ -214,7 +214,7 @@ class EnvironmentManager:
         if rebuild:
             self.validate(spec)
             self._refuse_if_building(record)
-            await self.builder.check_storage()
+            await self.builder.check_storage(namespace)
             return self._start_revision(namespace, name, spec), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
 
@@ -239,7 +239,7 @@ class EnvironmentManager:
             self._refuse_if_building(record)
             spec = self.spec_of(record)
             self.validate(spec)
-            await self.builder.check_storage()
+            await self.builder.check_storage(namespace)
             return self._start_revision(namespace, name, spec)
         if action == "cancel":
             return await self.cancel(namespace, name, user)
@@ -506,6 +506,7 @@ class EnvironmentManager:
     async def start(self) -> None:
         """Reconcile every record with reality: re-attach, finish, re-queue or fail; resync kernels."""
         self.store.ensure_layout(self.offer.namespaces)
+        await self.builder.prepare()
         self.kernels.install_magics()
         wanted = {}
         for namespace in self.offer.namespaces:

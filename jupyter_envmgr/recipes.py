@@ -204,8 +204,10 @@ class RecipeBook:
             conda, settings = self._conda()
             return await asyncio.to_thread(conda.installed, prefix, settings)
 
+        import uv  # the server's own uv: tools.uv is what build pods run, maybe not a path here
+
         proc = await asyncio.create_subprocess_exec(
-            self.tools.uv, "pip", "list", "--format", "json", "--python", os.path.join(prefix, "bin", "python"),
+            uv.find_uv_bin(), "pip", "list", "--format", "json", "--python", os.path.join(prefix, "bin", "python"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ, NO_COLOR="1"),
         )
         try:

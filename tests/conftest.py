@@ -65,6 +65,8 @@ def jp_server_config(envmgr_config):
 
 @pytest.fixture
 def api(jp_fetch, jp_serverapp, jp_asyncio_loop):
+    # What a started server does once its loop runs (pytest-jupyter does not): reconcile, GC schedule...
+    jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
     yield Api(jp_fetch, jp_serverapp)
     # Stop what is still building so no runner outlives its test.
     manager = jp_serverapp.web_app.settings["envmgr_manager"]

@@ -182,3 +182,20 @@ def test_gc_keeps_what_kernels_use(servers, local_index):
     assert [r["revision"] for r in client.revisions("busy")] == [3, 4]
     assert os.readlink(os.path.join(env_dir, "current")) == "rev-0003"
     assert asyncio.run(client.run_code("envmgr-busy", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)")).strip() == "1.0"
+
+
+@pytest.mark.parametrize("envmgr_overrides", [{"gc_interval": 0.5}])
+async def test_scheduled_gc_removes_orphans(api, envmgr_root):
+    await api.create({"name": "tidy", "packages": ""})
+    assert (await api.wait("tidy"))["status"] == "ready"
+    env_dir = os.path.join(envmgr_root, "envs", "default", "tidy")
+    orphan = os.path.join(env_dir, "rev-0042")
+    os.makedirs(os.path.join(orphan, "bin"))
+    for _ in range(100):
+        if not os.path.exists(orphan):
+            break
+        await asyncio.sleep(0.1)
+    assert not os.path.exists(orphan)
+    assert os.path.isdir(os.path.join(env_dir, "rev-0001"))  # the ready one stays
+    out = await api.run("envmgr-tidy", "print('still fine')")
+    assert out.strip() == "still fine"

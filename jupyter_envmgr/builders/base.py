@@ -54,8 +54,11 @@ class Builder(abc.ABC):
         """After a restart: whether the build found through its handle still runs."""
         return False
 
-    async def check_storage(self) -> None:
-        """Raise EnvmgrError when the storage cannot take a build (the Kubernetes PVC check)."""
+    async def prepare(self) -> None:
+        """Before records are reconciled at start: learn what runs (Kubernetes lists its Jobs)."""
+
+    async def check_storage(self, namespace: Optional[str] = None) -> None:
+        """Raise EnvmgrError when the namespace's storage cannot take a build (the Kubernetes PVC check)."""
 
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
