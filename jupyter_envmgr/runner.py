@@ -96,9 +96,13 @@ def run_step(step, env, log, deadline):
     return (124 if timed_out else code), list(tail), timed_out
 
 
+NOISE = ("Using Python ", "Using CPython ", "Resolved ", "Prepared ", "Audited ")
+
+
 def summarize(tail):
-    """The lines that explain a failure, without uv's decorations."""
-    text = " ".join(line.lstrip("×╰─▶│ ").strip() for line in tail if line.strip())
+    """The lines that explain a failure, without uv's decorations and chatter."""
+    lines = [line.lstrip("×╰─▶│ ").strip() for line in tail]
+    text = " ".join(line for line in lines if line and not line.startswith(NOISE))
     return text[-800:] if text else "no output"
 
 
