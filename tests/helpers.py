@@ -47,7 +47,8 @@ class LocalIndex:
     """A PEP 503 simple index on 127.0.0.1.
 
     Fixed projects are added with `add`; any project named `envmgr-slow-*` is made on the fly and
-    trickled out over `slow_seconds` (a build that takes a while, never cached under another name).
+    trickled out over `slow_seconds` (a build that takes a while, never cached under another name);
+    `envmgr-brief-*` likewise over a quarter of that.
     """
 
     def __init__(self, slow_seconds: float = 20.0):
@@ -98,14 +99,15 @@ class LocalIndex:
                 self.end_headers()
                 if getattr(self, "head_only", False):
                     return
-                if project.startswith("envmgr-slow-"):
+                seconds = index.delay(project)
+                if seconds:
                     pieces = 20
                     step = max(1, len(data) // pieces)
                     try:
                         for i in range(0, len(data), step):
                             self.wfile.write(data[i:i + step])
                             self.wfile.flush()
-                            time.sleep(index.slow_seconds / pieces)
+                            time.sleep(seconds / pieces)
                     except (BrokenPipeError, ConnectionResetError):
                         pass
                 else:
@@ -117,6 +119,14 @@ class LocalIndex:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def delay(self, project: str) -> float:
+        """Seconds over which a project's files are trickled out."""
+        if project.startswith("envmgr-slow-"):
+            return self.slow_seconds
+        if project.startswith("envmgr-brief-"):
+            return self.slow_seconds / 4
+        return 0.0
+
     def normalize(self, project: str) -> str:
         return re.sub(r"[-_.]+", "-", project).lower()
 
@@ -126,7 +136,7 @@ class LocalIndex:
 
     def project(self, project: str) -> dict:
         project = self.normalize(project)
-        if project.startswith("envmgr-slow-") and project not in self.files:
+        if project.startswith(("envmgr-slow-", "envmgr-brief-")) and project not in self.files:
             self.add(project, "1.0")
         return self.files.get(project, {})
 

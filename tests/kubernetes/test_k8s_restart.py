@@ -101,7 +101,7 @@ def test_restart_mid_job(standin, kube_config, local_index, tmp_path, envmgr_roo
     try:
         specs = {
             "r-running": f"{unique('envmgr-slow')}\n",  # still building when the next server starts
-            "r-finished": "envmgr-demo-pkg==1.0\n",  # ends while no server runs
+            "r-finished": f"{unique('envmgr-brief')}\n",  # ends (in ~5 s) while no server runs
             "r-gone": f"{unique('envmgr-slow')}\n",  # its Job is deleted while no server runs
         }
         for name, packages in specs.items():
