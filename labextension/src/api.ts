@@ -81,10 +81,10 @@ export class ApiError extends Error {
     super(message);
   }
 
-  /** The field a message such as "name: ..." or "packages: line 2 ..." is about. */
+  /** The field a message such as "name: ..." or "packages: line 2 ..." is about (a taken name is about the name). */
   get field(): string | null {
     const match = /^([a-z_]+): /.exec(this.message);
-    return match ? match[1] : null;
+    return match ? match[1] : this.reason === 'name_taken' ? 'name' : null;
   }
 }
 
@@ -125,8 +125,9 @@ export class EnvmgrApi {
     return this.request('GET', `environments/${name}`);
   }
 
+  /** Create in the spec's namespace when it names one (the form may pick another than the list shows). */
   create(spec: ISpec): Promise<IEnvironment> {
-    return this.request('POST', 'environments', spec);
+    return this.request('POST', 'environments', spec, spec.namespace ? { namespace: spec.namespace } : {});
   }
 
   update(name: string, fields: Partial<ISpec>): Promise<IEnvironment> {

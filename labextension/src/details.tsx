@@ -4,9 +4,10 @@
  */
 import * as React from 'react';
 
-import { ApiError, IEnvironment, IPackage, IRevision } from './api';
+import { ApiError, IPackage, IRevision } from './api';
 import { EnvironmentsModel } from './model';
 import { StatusBadge } from './status';
+import { PACKAGES_RULE } from './validation';
 
 export interface IDetailsProps {
   model: EnvironmentsModel;
@@ -27,14 +28,16 @@ export function Details(props: IDetailsProps): JSX.Element {
   const [error, setError] = React.useState('');
   const logRef = React.useRef<HTMLPreElement>(null);
   const key = env ? `${env.status}/${env.revision}/${env.ready_revision}` : '';
+  const building = env?.status === 'pending' || env?.status === 'warming';
 
-  // The log follows while the build runs (each model refresh re-reads it); the rest when the state changes.
+  // The log follows while the build runs (each poll of the model, every second then, re-reads it);
+  // the packages and revisions when the state changes.
   React.useEffect(() => {
     if (!env) {
       return;
     }
     void model.api.log(name).then(setLog, () => undefined);
-  }, [env?.updated, env?.message]);
+  }, [key, building ? model.refreshes : 0]);
   React.useEffect(() => {
     if (!env) {
       return;
@@ -65,7 +68,7 @@ export function Details(props: IDetailsProps): JSX.Element {
       setError((e as ApiError).message);
     }
   };
-  const building = env.status === 'pending' || env.status === 'warming';
+  const editProblem = editing === null ? null : PACKAGES_RULE[env.manager](editing);
 
   return (
     <div className="jp-envmgr-details" aria-label={`Environment ${name}`}>
@@ -75,7 +78,8 @@ export function Details(props: IDetailsProps): JSX.Element {
       <dl className="jp-envmgr-facts">
         <dt>Manager</dt><dd>{env.manager}</dd>
         <dt>Python</dt><dd>{env.python}</dd>
-        <dt>Revision</dt><dd>{env.revision}{env.ready_revision !== null && env.ready_revision !== env.revision ? ` (revision ${env.ready_revision} serves kernels)` : ''}</dd>
+        <dt>Revision</dt><dd>{env.revision}</dd>
+        <dt>Serving</dt><dd>{env.ready_revision === null ? 'no ready revision yet' : `revision ${env.ready_revision}`}</dd>
         <dt>Kernel</dt><dd>{env.kernel_name || '—'}</dd>
         <dt>Owner</dt><dd>{env.owner}</dd>
         <dt>Base packages</dt><dd>{env.base_packages.join(', ')}</dd>
@@ -107,10 +111,12 @@ export function Details(props: IDetailsProps): JSX.Element {
       </div>
       {editing !== null && (
         <div className="jp-envmgr-field">
-          <label htmlFor="envmgr-edit-packages">Packages of the next revision</label>
-          <textarea id="envmgr-edit-packages" rows={6} value={editing} onChange={e => setEditing(e.target.value)} />
+          <label htmlFor="envmgr-edit-packages">Packages of the next revision ({env.manager === 'pip' ? 'requirements.txt' : 'environment.yaml'})</label>
+          <textarea id="envmgr-edit-packages" rows={6} value={editing} spellCheck={false} aria-invalid={!!editProblem}
+            aria-describedby="envmgr-edit-packages-error" onChange={e => setEditing(e.target.value)} />
+          {editProblem && <div className="jp-envmgr-error" id="envmgr-edit-packages-error" role="alert">{editProblem}</div>}
           <div className="jp-envmgr-actions">
-            <button className="jp-mod-styled jp-mod-accept" onClick={() => void act(async () => {
+            <button className="jp-mod-styled jp-mod-accept" disabled={!!editProblem} onClick={() => void act(async () => {
               await model.api.update(name, { packages: editing });
               setEditing(null);
             })}>
@@ -154,5 +160,3 @@ export function Details(props: IDetailsProps): JSX.Element {
     </div>
   );
 }
-
-export type { IEnvironment };

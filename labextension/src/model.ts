@@ -89,6 +89,8 @@ export class EnvironmentsModel {
   environments: IEnvironment[] = [];
   error = '';
   filter: IFilter = { text: '', label: '', status: '' };
+  /** How many lists have been taken: what follows the server (the log of a build) re-reads on it. */
+  refreshes = 0;
 
   get namespace(): string {
     return this.api.namespace;
@@ -128,8 +130,14 @@ export class EnvironmentsModel {
           this.api.namespace = this.info.namespaces[0];
         }
       }
-      this.observe(await this.api.list());
+      const namespace = this.api.namespace;
+      const environments = await this.api.list();
+      if (namespace !== this.api.namespace) {
+        return; // the user switched namespaces meanwhile: this answer is about the old one
+      }
+      this.observe(environments);
       this.error = '';
+      this.refreshes++;
     } catch (e) {
       this.error = (e as Error).message;
     }
@@ -154,21 +162,31 @@ export class EnvironmentsModel {
   start(seconds: number): void {
     this.stop();
     const interval = boundedInterval(seconds);
+    const run = this._run;
     const tick = async () => {
       await this.refresh();
-      const busy = this.environments.some(e => e.status === 'pending' || e.status === 'warming');
-      this._timer = setTimeout(tick, (busy ? Math.min(interval, 1) : interval) * 1000);
+      if (run !== this._run) {
+        return; // stopped or restarted while this refresh was in flight: one loop only
+      }
+      this._timer = setTimeout(tick, (this.busy ? Math.min(interval, 1) : interval) * 1000);
     };
     void tick();
   }
 
   stop(): void {
+    this._run++;
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
     }
   }
 
+  /** Something builds: the list is worth following closely. */
+  get busy(): boolean {
+    return this.environments.some(e => e.status === 'pending' || e.status === 'warming');
+  }
+
+  private _run = 0;
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _known = new Map<string, number | null>();
   private _changed = new Signal<this, void>(this);

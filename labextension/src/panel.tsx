@@ -49,7 +49,7 @@ function List(props: { model: EnvironmentsModel; open: (name: string) => void; c
             ))}
           </select>
         </label>
-        <input aria-label="Filter by text" placeholder="filter" value={model.filter.text} onChange={e => model.setFilter({ text: e.target.value })} />
+        <input aria-label="Filter by text" placeholder="filter by name, description, package" value={model.filter.text} onChange={e => model.setFilter({ text: e.target.value })} />
         <input aria-label="Filter by label" placeholder="label key=value" value={model.filter.label} onChange={e => model.setFilter({ label: e.target.value })} />
         <select aria-label="Filter by status" value={model.filter.status} onChange={e => model.setFilter({ status: e.target.value })}>
           <option value="">any status</option>
@@ -64,6 +64,9 @@ function List(props: { model: EnvironmentsModel; open: (name: string) => void; c
           <p>No environments in {model.namespace} yet.</p>
           <p>Click <b>New environment</b>, or run <code>jupyter envmgr create NAME PKG... --wait</code> in a terminal, or <code>%envmgr create NAME PKG... --wait</code> in a notebook.</p>
         </div>
+      )}
+      {visible.length === 0 && model.environments.length > 0 && (
+        <div className="jp-envmgr-empty">No environment matches the filters.</div>
       )}
       <ul className="jp-envmgr-list" aria-label="Environments">
         {visible.map(env => (
@@ -93,8 +96,8 @@ function Panel(props: { model: EnvironmentsModel; actions: IPanelActions; view: 
   if (view.kind === 'create' && model.info) {
     return (
       <CreateForm model={model} onCancel={() => setView({ kind: 'list' })}
-        onCreated={env => {
-          void model.refresh();
+        onCreated={async env => {
+          await (env.namespace === model.namespace ? model.refresh() : model.setNamespace(env.namespace));
           setView({ kind: 'details', name: env.name });
         }} />
     );

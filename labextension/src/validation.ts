@@ -2,6 +2,7 @@
  * The server's field rules (API.md), as one table that every field of the form checks against.
  * The server remains the judge; this lets the form say what is wrong while the user types.
  */
+import type { Manager } from './api';
 
 export type Check = (value: string) => string | null;
 
@@ -9,6 +10,7 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const QUALIFIED_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const YAML_KEY = /^\s*(dependencies|channels|name|variables)\s*:/m;
 
 function labelKey(value: string): string | null {
   const slash = value.lastIndexOf('/');
@@ -50,15 +52,24 @@ export const RULES: Record<string, Check> = {
     }
   },
   gpu: v => (/^\d+$/.test(v) && Number(v) <= 64 ? null : 'a whole number of GPUs, 0-64'),
-  requirementLine: v =>
-    /^-/.test(v.trim())
-      ? 'option lines (-r, -e, --index-url, ...) are not allowed: list packages, put indexes under extra index URLs'
-      : null
+  pipPackages: text => {
+    if (YAML_KEY.test(text)) {
+      return 'this is an environment.yaml: choose CONDA, or write one requirement per line';
+    }
+    const at = text.split('\n').findIndex(line => line.trim().startsWith('-'));
+    return at < 0
+      ? null
+      : `line ${at + 1}: option lines (-r, -e, --index-url, ...) are not allowed: list packages, put indexes under extra index URLs`;
+  },
+  condaPackages: text => (!text.trim() || YAML_KEY.test(text) ? null : 'an environment.yaml needs a "dependencies:" list')
 };
+
+/** Which rule checks the packages text: it follows the manager. */
+export const PACKAGES_RULE: Record<Manager, Check> = { pip: RULES.pipPackages, conda: RULES.condaPackages };
 
 export interface IFormState {
   name: string;
-  manager: string;
+  manager: Manager;
   packages: string;
   indexUrls: string[];
   labels: [string, string][];
@@ -94,14 +105,7 @@ export function validateForm(form: IFormState): Record<string, string> {
     }
   }
   put('gpu', RULES.gpu(form.gpu));
-  if (form.manager === 'pip') {
-    form.packages.split('\n').forEach((line, i) => {
-      const problem = RULES.requirementLine(line);
-      put('packages', problem && `line ${i + 1}: ${problem}`);
-    });
-  } else if (form.packages.trim() && !/^\s*(dependencies|channels|name|variables)\s*:/m.test(form.packages)) {
-    put('packages', 'an environment.yaml needs a "dependencies:" list');
-  }
+  put('packages', PACKAGES_RULE[form.manager](form.packages));
   return errors;
 }
 

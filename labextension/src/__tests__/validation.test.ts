@@ -1,57 +1,87 @@
-import { strict as assert } from 'node:assert';
-import { test } from 'node:test';
+import { IFormState, pairsToObject, RULES, validateForm } from '../validation';
 
-import { pairsToObject, RULES, validateForm } from '../validation';
-
-const form = {
+const form: IFormState = {
   name: 'good-name',
   manager: 'pip',
   packages: 'six\n',
   indexUrls: [''],
-  labels: [['', '']] as [string, string][],
-  annotations: [] as [string, string][],
-  envVars: [] as [string, string][],
+  labels: [['', '']],
+  annotations: [],
+  envVars: [],
   gpu: '0'
 };
 
-test('names follow the DNS-1123 label rule of the server', () => {
-  for (const good of ['ab', 'torch-cpu', 'a1', 'x'.repeat(63)]) {
-    assert.equal(RULES.name(good), null, good);
-  }
-  for (const bad of ['', 'a', 'Bad', 'bad_name', '-x', 'x-', 'x'.repeat(64), 'a.b']) {
-    assert.ok(RULES.name(bad), bad);
-  }
-});
-
-test('label keys and values use the Kubernetes syntax', () => {
-  assert.equal(RULES.labelKey('team'), null);
-  assert.equal(RULES.labelKey('example.com/team'), null);
-  assert.ok(RULES.labelKey('bad key'));
-  assert.ok(RULES.labelKey('Bad_Prefix/k'));
-  assert.equal(RULES.labelValue(''), null);
-  assert.ok(RULES.labelValue('bad value!'));
-});
-
-test('a valid form has no errors; each bad field is reported under the API field name', () => {
-  assert.deepEqual(validateForm(form), {});
-  const errors = validateForm({
-    ...form,
-    name: 'Bad',
-    packages: 'six\n-r other.txt\n',
-    indexUrls: ['ftp://x'],
-    labels: [['bad key', 'v']],
-    envVars: [['1X', 'v']],
-    gpu: '-1'
+describe('the rules table', () => {
+  it.each(['ab', 'torch-cpu', 'a1', '0x', 'x'.repeat(63)])('accepts the name %s', name => {
+    expect(RULES.name(name)).toBeNull();
   });
-  assert.deepEqual(Object.keys(errors).sort(), ['env_vars', 'gpu', 'index_urls', 'labels', 'name', 'packages']);
-  assert.match(errors.packages, /line 2/);
+
+  it.each(['', 'a', 'Bad', 'bad_name', '-x', 'x-', 'x'.repeat(64), 'a.b', 'a b'])('refuses the name "%s" with a reason', name => {
+    expect(RULES.name(name)).toMatch(/\w/);
+  });
+
+  it('says why a name is wrong', () => {
+    expect(RULES.name('Bad_Name')).toContain('lowercase');
+    expect(RULES.name('a')).toContain('2-63');
+  });
+
+  it('checks label keys and values with the Kubernetes syntax', () => {
+    expect(RULES.labelKey('team')).toBeNull();
+    expect(RULES.labelKey('example.com/team')).toBeNull();
+    expect(RULES.labelKey('bad key')).toBeTruthy();
+    expect(RULES.labelKey('Bad_Prefix/k')).toMatch(/DNS subdomain/);
+    expect(RULES.labelKey('x'.repeat(64))).toBeTruthy();
+    expect(RULES.labelValue('')).toBeNull();
+    expect(RULES.labelValue('v1.2_x')).toBeNull();
+    expect(RULES.labelValue('bad value!')).toBeTruthy();
+  });
+
+  it('checks variable names, index URLs and GPU counts', () => {
+    expect(RULES.envName('HF_HOME')).toBeNull();
+    expect(RULES.envName('1X')).toBeTruthy();
+    expect(RULES.indexUrl('https://mirror.example/simple')).toBeNull();
+    expect(RULES.indexUrl('http://127.0.0.1:8080/simple')).toBeNull();
+    expect(RULES.indexUrl('ftp://mirror.example')).toBeTruthy();
+    expect(RULES.indexUrl('mirror.example')).toBeTruthy();
+    expect(RULES.gpu('0')).toBeNull();
+    expect(RULES.gpu('2')).toBeNull();
+    for (const bad of ['-1', '1.5', '', 'two', '65']) {
+      expect(RULES.gpu(bad)).toBeTruthy();
+    }
+  });
 });
 
-test('conda packages need an environment.yaml shape', () => {
-  assert.ok(validateForm({ ...form, manager: 'conda', packages: 'numpy\n' }).packages);
-  assert.equal(validateForm({ ...form, manager: 'conda', packages: 'dependencies:\n  - numpy\n' }).packages, undefined);
-});
+describe('a form', () => {
+  it('has no errors when valid, ignoring empty rows', () => {
+    expect(validateForm(form)).toEqual({});
+  });
 
-test('key/value rows become objects without empty rows', () => {
-  assert.deepEqual(pairsToObject([['a', '1'], ['', ''], ['b', '']]), { a: '1', b: '' });
+  it('reports each bad field under its API name, through the one table', () => {
+    const errors = validateForm({
+      ...form,
+      name: 'Bad',
+      packages: 'six\n-r other.txt\n',
+      indexUrls: ['ftp://x'],
+      labels: [['bad key', 'v']],
+      annotations: [['/x', 'v']],
+      envVars: [['1X', 'v']],
+      gpu: '-1'
+    });
+    expect(Object.keys(errors).sort()).toEqual(['annotations', 'env_vars', 'gpu', 'index_urls', 'labels', 'name', 'packages']);
+    expect(errors.name).toBe(RULES.name('Bad'));
+    expect(errors.packages).toMatch(/^line 2: /);
+    expect(errors.labels).toMatch(/^bad key: /);
+  });
+
+  it('checks packages the way the manager reads them', () => {
+    expect(validateForm({ ...form, manager: 'conda', packages: 'numpy\n' }).packages).toMatch(/dependencies/);
+    expect(validateForm({ ...form, manager: 'conda', packages: 'dependencies:\n  - numpy\n' }).packages).toBeUndefined();
+    expect(validateForm({ ...form, manager: 'conda', packages: '' }).packages).toBeUndefined();
+    expect(validateForm({ ...form, manager: 'pip', packages: 'dependencies:\n  - numpy\n' }).packages).toMatch(/CONDA/);
+    expect(validateForm({ ...form, manager: 'pip', packages: '# comment\nnumpy>=2 ; python_version>"3"\n\n' }).packages).toBeUndefined();
+  });
+
+  it('turns key/value rows into objects without empty rows', () => {
+    expect(pairsToObject([['a', '1'], ['', ''], ['b', '']])).toEqual({ a: '1', b: '' });
+  });
 });
