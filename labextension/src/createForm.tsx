@@ -77,7 +77,7 @@ function Rows<T extends string[]>(props: { what: string; columns: string[]; rows
           </button>
         </div>
       ))}
-      <button type="button" className="jp-mod-styled" onClick={() => props.onChange([...props.rows, props.empty])}>
+      <button type="button" className="jp-mod-styled jp-envmgr-add" onClick={() => props.onChange([...props.rows, props.empty])}>
         Add {props.what}
       </button>
     </>

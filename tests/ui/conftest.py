@@ -99,9 +99,9 @@ class Lab:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """One server per test module; tests use distinct environment names."""
+    """One server for the run (it takes seconds to start); tests use distinct environment names."""
     server = Lab(tmp_path_factory.mktemp("lab"))
     yield server
     server.stop()

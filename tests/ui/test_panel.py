@@ -159,6 +159,7 @@ def test_keyboard_dark_theme_and_labels(page, lab, shot):
     for _ in range(4):
         page.keyboard.press("Backspace")
     page.keyboard.type("kb-env")
+    expect(panel.get_by_label("Name", exact=True)).to_have_value("kb-env")
     expect(panel.locator("#envmgr-name-error")).to_have_count(0)
     assert panel.evaluate(ACCESSIBLE_NAME) == []
 
