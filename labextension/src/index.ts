@@ -103,6 +103,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         panel.showList();
         app.shell.activateById(panel.id);
+        panel.focusFirstControl();
       }
     });
     app.commands.addCommand(CommandIDs.create, {
@@ -110,6 +111,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         panel.showCreate();
         app.shell.activateById(panel.id);
+        panel.focusFirstControl();
       }
     });
     app.commands.addCommand(CommandIDs.refresh, {

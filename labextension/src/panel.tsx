@@ -126,6 +126,28 @@ export class EnvironmentsPanel extends ReactWidget {
     this.view = { kind: 'list' };
   }
 
+  /**
+   * Put the keyboard focus on the view's first control. The command palette gives the focus back to
+   * the main area just after a command runs, so the first move of the focus out of the panel within a
+   * second is undone.
+   */
+  focusFirstControl(): void {
+    const focus = () => this.node.querySelector<HTMLElement>('input, select, textarea, button')?.focus();
+    const undoSteal = (event: FocusEvent) => {
+      if (!this.node.contains(event.target as Node)) {
+        stop();
+        focus();
+      }
+    };
+    const stop = () => {
+      document.removeEventListener('focusin', undoSteal, true);
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(stop, 1000);
+    document.addEventListener('focusin', undoSteal, true);
+    requestAnimationFrame(focus);
+  }
+
   private set view(view: View) {
     this._view = view;
     this.update();

@@ -154,6 +154,7 @@ def test_keyboard_dark_theme_and_labels(page, lab, shot):
     page.keyboard.type("New Environment")
     page.keyboard.press("Enter")
     expect(panel.get_by_role("form", name="Create an environment")).to_be_visible()
+    expect(panel.get_by_label("Name", exact=True)).to_be_focused()
     page.keyboard.type("-bad")
     expect(panel.locator("#envmgr-name-error")).to_be_visible()
     for _ in range(4):
