@@ -328,13 +328,7 @@ class KubeApi:
             try:
                 return self.once(fn, *args, **kwargs)
             except Exception as e:
-                if not self.transient(e):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise self.unavailable(what, e) from None
-                log.warning("kubernetes API %s failed (%s); retrying in %.1fs", what, describe(e), delay)
-                time.sleep(delay)
+                time.sleep(self.retry_delay(what, e, delays))
 
     async def acall(self, what: str, fn: Callable, *args, **kwargs):
         delays = self.delays()
@@ -342,13 +336,17 @@ class KubeApi:
             try:
                 return await asyncio.to_thread(self.once, fn, *args, **kwargs)
             except Exception as e:
-                if not self.transient(e):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise self.unavailable(what, e) from None
-                log.warning("kubernetes API %s failed (%s); retrying in %.1fs", what, describe(e), delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self.retry_delay(what, e, delays))
+
+    def retry_delay(self, what: str, error: Exception, delays) -> float:
+        """How long to wait before retrying after `error`; raises it (or 503) when it is not worth a retry."""
+        if not self.transient(error):
+            raise error
+        delay = next(delays, None)
+        if delay is None:
+            raise self.unavailable(what, error) from None
+        log.warning("kubernetes API %s failed (%s); retrying in %.1fs", what, describe(error), delay)
+        return delay
 
     def close(self) -> None:
         self.client.close()
