@@ -49,7 +49,7 @@ class LocalBuilder(Builder):
         os.makedirs(os.path.dirname(build.paths.log), exist_ok=True)
         with open(build.paths.log, "ab") as errors:
             proc = await asyncio.create_subprocess_exec(
-                self.python, RUNNER, build.paths.plan,
+                self.python, "-I", "-S", RUNNER, build.paths.plan,  # stdlib only: skip site for a fast start
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=errors,
                 start_new_session=True,
             )
