@@ -129,14 +129,19 @@ export class EnvironmentsPanel extends ReactWidget {
   /**
    * Put the keyboard focus on the view's first control. The command palette gives the focus back to
    * the main area just after a command runs, so the first move of the focus out of the panel within a
-   * second is undone.
+   * second is undone: the focus goes back to the control that had it (the user may have moved on).
    */
   focusFirstControl(): void {
     const focus = () => this.node.querySelector<HTMLElement>('input, select, textarea, button')?.focus();
     const undoSteal = (event: FocusEvent) => {
       if (!this.node.contains(event.target as Node)) {
         stop();
-        focus();
+        const previous = event.relatedTarget as HTMLElement | null;
+        if (previous && this.node.contains(previous)) {
+          previous.focus();
+        } else {
+          focus();
+        }
       }
     };
     const stop = () => {
