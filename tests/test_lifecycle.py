@@ -30,8 +30,7 @@ async def test_create_warm_run_update_rollback_delete(api, local_index, envmgr_r
     assert os.readlink(record["prefix"]) == "rev-0001"
 
     # The kernel is in this server's kernel picker and runs code in the environment.
-    status, specs = await api.fetch("api", "kernelspecs", method="GET"), None
-    specs = json.loads(status.body)["kernelspecs"]
+    specs = json.loads((await api.fetch("api", "kernelspecs", method="GET")).body)["kernelspecs"]
     spec = specs["envmgr-team-env"]["spec"]
     assert spec["argv"][0] == os.path.join(record["prefix"], "bin", "python")
     assert spec["metadata"]["envmgr"] == {"name": "team-env", "namespace": "default", "revision": 1, "root": envmgr_root}
