@@ -258,13 +258,18 @@ def collect_garbage(args) -> int:
     import uv
 
     from .app import default_root
+    import asyncio
+
     from .gc import collect
+    from .records import Records
     from .store import Store
 
     root = os.path.abspath(args.root or default_root())
     if not os.path.isdir(os.path.join(root, "envs")):
         raise ClientError(0, f"{root} is not an envmgr root (no envs/ in it); pass --root")
-    report = collect(Store(root), args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv"))
+    records = Records(Store(root))
+    report = asyncio.run(collect(records, args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv")))
+    records.close()
     for line in report.revisions:
         print(f"removed {line}")
     for path in report.orphans:
