@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 
 from jupyter_core.paths import jupyter_data_dir
@@ -87,6 +88,17 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
     max_environments = Int(200, config=True, help="Most environments this root may hold across namespaces.")
     max_packages_bytes = Int(65536, config=True, help="Largest packages text (requirements.txt or environment.yaml) accepted, in bytes.")
     max_body_bytes = Int(1024 * 1024, config=True, help="Largest request body accepted by the REST API, in bytes (larger gets 413).")
+    max_log_bytes = Int(
+        16 * 1024 * 1024, config=True,
+        help="""Largest build log kept per revision, in bytes; past it the log ends with a truncation note
+        (the build goes on). 0: no limit.""",
+    )
+    lease_seconds = Float(
+        30.0, config=True,
+        help="""How long a queued or running build stays with the server that launched it without a word from
+        that server. Servers sharing a root renew their leases every few seconds; when a server is gone,
+        another one takes its builds over after this long (re-attaching to, or launching, them).""",
+    )
     uv_cache_dir = Unicode(config=True, help="uv's package cache. Default <root>/cache/uv: on the same filesystem as the environments, so installs hard-link.")
 
     @default("uv_cache_dir")
@@ -210,6 +222,10 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 default_namespace=self.namespaces[0],
                 presets=list(self.presets),
                 rerun_init_script=self.rerun_init_script,
+                max_log_bytes=self.max_log_bytes,
+                lease_seconds=self.lease_seconds,
+                # Stable across a restart on the same host and port, so a server re-attaches to its own builds at once.
+                server_id=f"{socket.gethostname()}:{getattr(self.serverapp, 'port', 0)}",
             ),
             log=self.log,
         )
@@ -237,8 +253,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         while True:
             await asyncio.sleep(self.gc_interval)
             try:
-                report = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: gc.collect(self.manager.store, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir))
+                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir)
                 self.log.info("jupyter_envmgr gc: %s", report.summary())
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")

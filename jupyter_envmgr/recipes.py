@@ -101,7 +101,7 @@ def uv_env(spec: EnvSpec, tools: Toolchain) -> dict:
     return env
 
 
-def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float) -> str:
+def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float, max_log_bytes: int = 0) -> str:
     """Write the inputs of a build (requirements, init script, plan) into its build dir."""
     os.makedirs(paths.build_dir, exist_ok=True)
     if spec.manager == "pip":
@@ -112,6 +112,7 @@ def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout
         "log": paths.log,
         "result": paths.result,
         "timeout": timeout,
+        "max_log_bytes": max_log_bytes,
         "env": env,
         "steps": [asdict(s) for s in steps],
     }

@@ -5,7 +5,7 @@ its own session so it outlives a server crash) and inside a Kubernetes Job's con
 with Python and uv). Usage: python runner.py PLAN.json
 
 The plan (written by the server):
-  {"log": path or null (stdout), "result": path, "timeout": seconds, "env": {...},
+  {"log": path or null (stdout), "result": path, "timeout": seconds, "max_log_bytes": n (0: no cap), "env": {...},
    "steps": [{"name": "...", "argv": [...], "env": {...}, "stdout": path or null, "timeout": s or null}]}
 The result (written atomically at the end): {"status": "ready"|"failed", "message": ..., "step": ..., "exit_code": ...}
 """
@@ -22,10 +22,31 @@ from collections import deque
 TAIL_LINES = 12
 
 
+class CappedLog:
+    """A log that stops growing at `limit` bytes with a note saying so (the build itself goes on)."""
+
+    def __init__(self, stream, limit):
+        self.stream, self.limit, self.written = stream, limit, 0
+
+    def write(self, text):
+        if self.limit and self.written >= self.limit:
+            return
+        data = text
+        if self.limit and self.written + len(text.encode()) > self.limit:
+            data = text.encode()[: self.limit - self.written].decode(errors="ignore")
+            data += (f"\n[envmgr] log truncated at {self.limit} bytes (c.EnvManagerApp.max_log_bytes); "
+                     "the rest of this build's output is not kept\n")
+        self.written += len(data.encode())
+        self.stream.write(data)
+
+    def flush(self):
+        self.stream.flush()
+
+
 def main(plan_path):
     with open(plan_path) as f:
         plan = json.load(f)
-    log = open(plan["log"], "a", buffering=1) if plan.get("log") else sys.stdout
+    log = CappedLog(open(plan["log"], "a", buffering=1) if plan.get("log") else sys.stdout, int(plan.get("max_log_bytes") or 0))
     deadline = time.monotonic() + float(plan.get("timeout") or 86400)
     base_env = dict(os.environ, **plan.get("env", {}))
     steps = plan["steps"]
@@ -62,6 +83,7 @@ def run_step(step, env, log, deadline):
         step["argv"], env=env, stdin=subprocess.DEVNULL,
         stdout=out if out else subprocess.PIPE,
         stderr=subprocess.PIPE if out else subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
     tail = deque(maxlen=TAIL_LINES)
     stream = proc.stderr if out else proc.stdout
@@ -94,6 +116,16 @@ def run_step(step, env, log, deadline):
     if out:
         out.close()
     return (124 if timed_out else code), list(tail), timed_out
+
+
+def die_with_parent():
+    """In the step's process: be killed when the runner dies, even by SIGKILL (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 NOISE = ("Using Python ", "Using CPython ", "Resolved ", "Prepared ", "Audited ")

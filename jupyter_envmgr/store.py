@@ -145,7 +145,7 @@ class Store(Layout):
         ready = record.get("ready_revision")
         if not isinstance(ready, int) or os.path.isdir(self.prefix(namespace, record["name"], ready)):
             return record
-        return dict(record, status="failed", message=(
+        return dict(record, status="failed", damaged=True, message=(
             f"damaged storage entry: revision {ready} is missing its files (rev-{ready:04d}); "
             'rebuild it (POST .../actions {"action": "rebuild"}) or delete it'))
 
