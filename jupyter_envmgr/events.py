@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Optional
 
 from .store import Damaged, Store, damaged_record
 
 QUEUE_SIZE = 1000
+
+
+@dataclass
+class Entry:
+    """One environment as last seen: its stat key, its record, and the record as clients see it (as JSON)."""
+
+    key: Optional[tuple]
+    record: dict
+    text: str
 
 
 class ChangeFeed:
@@ -27,10 +38,11 @@ class ChangeFeed:
         self.view = view  # the record as clients see it: an event is sent only when this changes
         self.interval = interval
         self.log = log or logging.getLogger("jupyter_envmgr")
-        self._seen: dict = {ns: {} for ns in self.namespaces}  # ns -> name -> (stat key, record)
+        self._seen: dict = {ns: {} for ns in self.namespaces}  # ns -> name -> Entry
         self._subscribers: set = set()
         self._scanning: dict = {}  # ns -> the scan in flight, shared by concurrent callers
         self._listeners: list = []  # callables(namespace, name, record or None) for other modules
+        self.versions: dict = {}  # ns -> a number that changes whenever a client could see a change
 
     # ------------------------------------------------------------ consumers
 
@@ -52,7 +64,23 @@ class ChangeFeed:
     async def fresh(self, namespace: str) -> list:
         """The records of a namespace after a scan (shared with any scan already in flight)."""
         await self.scan(namespace)
-        return [record for _, (_, record) in sorted(self._seen.get(namespace, {}).items())]
+        return [entry.record for entry in self.entries(namespace)]
+
+    async def fresh_entries(self, namespace: str) -> list:
+        """Like `fresh`, with each record's client view already serialized (a list is then a join)."""
+        await self.scan(namespace)
+        return self.entries(namespace)
+
+    def entries(self, namespace: str) -> list:
+        return [entry for _, entry in sorted(self._seen.get(namespace, {}).items())]
+
+    def _store(self, namespace: str, name: str, key: Optional[tuple], record: dict) -> bool:
+        """Keep what was seen; True when clients would see a difference."""
+        seen = self._seen.setdefault(namespace, {})
+        text = json.dumps(self.view(record))
+        previous = seen.get(name)
+        seen[name] = Entry(key, record, text)
+        return previous is None or previous.text != text
 
     # ------------------------------------------------------------ producers
 
@@ -63,9 +91,7 @@ class ChangeFeed:
             if seen.pop(name, None) is not None:
                 self._emit(namespace, name, None)
             return
-        previous = seen.get(name)
-        seen[name] = (None, record)  # the next scan re-reads it once, and finds nothing new
-        if previous is None or self.view(previous[1]) != self.view(record):
+        if self._store(namespace, name, None, record):  # key None: the next scan re-reads it once
             self._emit(namespace, name, record)
 
     async def scan(self, namespace: str) -> None:
@@ -77,15 +103,13 @@ class ChangeFeed:
 
     async def _scan(self, namespace: str) -> None:
         seen = self._seen.setdefault(namespace, {})
-        known = {name: (key, self._serving(namespace, record)) for name, (key, record) in seen.items()}
+        known = {name: (entry.key, self._serving(namespace, entry.record)) for name, entry in seen.items()}
         changed, gone = await self.run(self._changes, namespace, known)
         for name in gone:
             if seen.pop(name, None) is not None:
                 self._emit(namespace, name, None)
         for name, (key, record) in changed.items():
-            previous = seen.get(name)
-            seen[name] = (key, record)
-            if previous is None or self.view(previous[1]) != self.view(record):
+            if self._store(namespace, name, key, record):
                 self._emit(namespace, name, record)
 
     def _serving(self, namespace: str, record: dict) -> Optional[str]:
@@ -122,6 +146,7 @@ class ChangeFeed:
             await asyncio.sleep(self.interval)
 
     def _emit(self, namespace: str, name: str, record: Optional[dict]) -> None:
+        self.versions[namespace] = self.versions.get(namespace, 0) + 1
         for callback in self._listeners:
             try:
                 callback(namespace, name, record)

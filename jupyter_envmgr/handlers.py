@@ -39,6 +39,11 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
     def manager(self) -> EnvironmentManager:
         return self.settings["envmgr_manager"]
 
+    async def prepare(self):
+        """Answer only once the manager has reconciled the root (kernelspecs resynced, builds re-attached)."""
+        await super().prepare()
+        await self.manager.started.wait()
+
     @property
     def max_body_bytes(self) -> int:
         return self.settings["envmgr_max_body_bytes"]
@@ -125,8 +130,14 @@ class EnvironmentsHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        envs = await self.manager.list(self.namespace(), self.get_query_argument("label", None), self.get_query_argument("status", None))
-        self.write_json({"environments": envs})  # tornado answers a matching If-None-Match with 304
+        body, etag = await self.manager.list_json(self.namespace(), self.get_query_argument("label", None), self.get_query_argument("status", None))
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Etag", etag)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return
+        self.finish(body)
 
     @web.authenticated
     @authorized

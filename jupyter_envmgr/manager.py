@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -76,6 +77,9 @@ class EnvironmentManager:
         self._kernel_revisions: dict = {}  # (ns, name) -> (ready revision, env_vars) of the kernelspec written
         self._tasks: set = set()
         self._create_lock = asyncio.Lock()
+        self._default_cluster = self.check_cluster(None)
+        self._list_cache: dict = {}  # (ns, label, status, feed version) -> (body, etag)
+        self.started = asyncio.Event()  # set once `start` has reconciled the root
 
     # ------------------------------------------------------------ queries
 
@@ -113,7 +117,7 @@ class EnvironmentManager:
     def public(self, record: dict) -> dict:
         """The record as API.md shows it: no internals, no secrets."""
         out = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
-        out.setdefault("cluster", self.check_cluster(None))
+        out.setdefault("cluster", self._default_cluster)
         out["index_urls"] = [redact_url(u) for u in record.get("index_urls") or []]
         out["base_packages"] = list(self.policy.base_packages.get(record.get("manager") or "pip", []))
         secrets = secrets_of(record)
@@ -121,15 +125,33 @@ class EnvironmentManager:
             out["message"] = scrub(out["message"], secrets)
         return out
 
-    async def list(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> list:
-        records = await self.feed.fresh(namespace)
+    async def list_json(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> tuple:
+        """The list route's body and its ETag: records as clients see them, serialized once per change.
+
+        The body of each (namespace, filters) is kept until the namespace changes, so 50 panels
+        listing 1,000 environments cost the loop little more than the socket writes.
+        """
+        entries = await self.feed.fresh_entries(namespace)
+        cache_key = (namespace, label, status, self.feed.versions.get(namespace, 0))
+        cached = self._list_cache.get(cache_key)
+        if cached is None:
+            body = self._list_body(entries, label, status)
+            cached = (body, '"' + hashlib.sha1(body.encode()).hexdigest() + '"')
+            self._list_cache = {k: v for k, v in self._list_cache.items() if k[3] == cache_key[3] and k[0] == namespace}
+            self._list_cache[cache_key] = cached
+        return cached
+
+    def _list_body(self, entries: list, label: Optional[str], status: Optional[str]) -> str:
         if label:
             key, sep, value = label.partition("=")
-            records = [r for r in records if key in r.get("labels", {}) and (not sep or r["labels"][key] == value)]
+            entries = [e for e in entries if key in (e.record.get("labels") or {}) and (not sep or e.record["labels"][key] == value)]
         if status:
             wanted = set(status.split(","))
-            records = [r for r in records if r.get("status") in wanted]
-        return [self.public(r) for r in records]
+            entries = [e for e in entries if e.record.get("status") in wanted]
+        return '{"environments": [' + ", ".join(e.text for e in entries) + "]}"
+
+    async def list(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> list:
+        return json.loads((await self.list_json(namespace, label, status))[0])["environments"]
 
     async def get(self, namespace: str, name: str) -> dict:
         return await self.records.read(namespace, name)
@@ -477,6 +499,10 @@ class EnvironmentManager:
             await self.records.run(self._prepare_switch, build)
         else:
             message = "cancelled" if status == "cancelled" else _one_line(result.get("message") or "the build failed")
+            record = await self.records.read_for_change(ns, name)
+            if lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
+                # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
+                await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
         try:
             record = await self.records.apply(ns, name, lifecycle.finished, number, status, message,
                                               kernel_name(ns, name, self.settings.default_namespace), now())
@@ -486,9 +512,6 @@ class EnvironmentManager:
             raise
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
         if status != "ready":
-            with contextlib.suppress(EnvmgrError):  # a broken prefix serves nobody (it never served)
-                await self.records.run(self.store.to_trash, build.paths.prefix, f"{ns}.{name}.failed")
-            self._background(self.records.empty_trash())
             return
         if record.get("ready_revision") == number:
             await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
@@ -602,6 +625,16 @@ class EnvironmentManager:
 
     async def start(self) -> None:
         """Reconcile every record with reality: re-attach, finish, re-queue; resync kernels; watch the root."""
+        try:
+            await self._reconcile_root()
+        except Exception:  # the extension always starts; each route then answers what is wrong (503, ...)
+            self.log.exception("envmgr: reconciling the root %s failed", self.store.root)
+        finally:  # requests wait for this
+            self._background(self.feed.watch())
+            self._background(self._keep_leases())
+            self.started.set()
+
+    async def _reconcile_root(self) -> None:
         await self.records.run(self.store.ensure_layout, self.offer.namespaces)
         await self.builder.prepare()
         await self.records.run(self.kernels.install_magics)
@@ -622,8 +655,6 @@ class EnvironmentManager:
                     self._kernel_revisions[(namespace, record["name"])] = _kernel_key(record)
                     wanted[kname] = record
         await self.records.run(self._resync_kernels, wanted, keep)
-        self._background(self.feed.watch())
-        self._background(self._keep_leases())
 
     def _resync_kernels(self, wanted: dict, keep: list) -> None:
         self.kernels.resync({k: (r, self._kernel_env(r)) for k, r in wanted.items()}, keep)
@@ -645,6 +676,12 @@ class EnvironmentManager:
         self.records.close()
 
 
+def _discard(store: Store, path: str, label: str) -> None:
+    """Blocking: rename into trash/ and remove at once (a failed revision's prefix)."""
+    with contextlib.suppress(EnvmgrError):
+        shutil.rmtree(store.to_trash(path, label), ignore_errors=True)
+
+
 def _holder(record: dict) -> str:
     rev = next((r for r in record.get("revisions", []) if r["revision"] == record.get("revision")), {})
     return (rev.get("lease") or {}).get("server", "unknown")
@@ -657,7 +694,10 @@ def _kernel_key(record: dict) -> tuple:
 def _one_line(text: str, limit: int = 300) -> str:
     """API.md: a message is one line of at most 300 characters."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = text[: text.find(": ") + 2] if 0 < text.find(": ") < 80 else ""  # "step install failed (exit 2): "
+    return head + "…" + text[len(text) - (limit - len(head) - 1):]
 
 
 def _read_bytes(path: str, offset: int = 0) -> bytes:
