@@ -310,15 +310,3 @@ def from_body(body: dict, pythons: Iterable[str] = (), default_python: str = "")
         sources = notebook_sources(body["notebook"])
     return suggest(sources, local, pythons, default_python)
 
-
-def local_modules_beside(path: str) -> list:
-    """Module names a notebook at `path` can import from its own directory (for the CLI and magics)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    names = []
-    for entry in sorted(os.listdir(directory)):
-        full = os.path.join(directory, entry)
-        if entry.endswith(".py"):
-            names.append(entry[:-3])
-        elif os.path.isdir(full) and entry.isidentifier() and os.path.exists(os.path.join(full, "__init__.py")):
-            names.append(entry)
-    return names
