@@ -121,9 +121,11 @@ def findings(package: str, version: str, ecosystems: Iterable[str], record: dict
         if not matched and not listed:
             continue
         hit = True
-        for rng in matched or ranges:
-            fixed |= {e["fixed"] for e in rng.get("events", [])
-                      if "fixed" in e and compare(e["fixed"], version, rng.get("type", "ECOSYSTEM")) > 0}
+        for rng in matched or ranges:  # per range, the fix that closes the interval the version is in
+            kind = rng.get("type", "ECOSYSTEM")
+            above = [e["fixed"] for e in rng.get("events", []) if "fixed" in e and compare(e["fixed"], version, kind) > 0]
+            if above:
+                fixed.add(min(above, key=functools.cmp_to_key(lambda a, b: compare(a, b, kind))))
     if not hit:
         return None
     summary = record.get("summary") or (record.get("details") or "").strip().split("\n")[0][:300]
