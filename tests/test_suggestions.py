@@ -245,3 +245,34 @@ async def test_corpus_environments_build_and_their_import_cells_run(api):
         except Exception as e:  # collect all, then fail with the whole list
             failures.append((entry["file"], str(e)))
     assert not failures, failures
+
+
+@pytest.mark.slow
+def test_from_notebook_in_the_cli_and_the_magics(servers, local_index, tmp_path, capsys):
+    """`jupyter envmgr create NAME --from-notebook PATH` and `%envmgr create NAME --from-notebook PATH`:
+    the notebook's %pip pin is kept, its own helpers.py is not a package, an unknown import is reported."""
+    from jupyter_envmgr import cli
+
+    server = servers("from-notebook")
+    (tmp_path / "helpers.py").write_text("X = 1\n")
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# analysis"},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": ["%pip install envmgr-demo-pkg==2.0\n"]},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": ["import envmgr_demo_pkg\n", "import helpers\n", "import not_a_known_thing\n"]}]}))
+    connect = ["--url", f"http://127.0.0.1:{server.port}/", "--token", server.token]
+    assert cli.main(connect + ["create", "from-cli", "--from-notebook", str(notebook), "--index-url", local_index.url, "--wait"]) == 0
+    assert "not_a_known_thing" in capsys.readouterr().err
+    record = server.client.get("from-cli")
+    assert record["status"] == "ready" and record["packages"] == "envmgr-demo-pkg==2.0\n"
+
+    out = asyncio.run(server.client.run_code("envmgr-from-cli", f"%envmgr create from-magic --from-notebook {notebook} "
+                                                                f"--index-url {local_index.url} --wait", timeout=300))
+    assert "from-magic: ready" in out and "not_a_known_thing" in out and "Traceback" not in out
+    assert server.client.get("from-magic")["packages"] == "envmgr-demo-pkg==2.0\n"
+    out = asyncio.run(server.client.run_code("envmgr-from-magic", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)"))
+    assert out.strip() == "2.0"
+    assert cli.main(connect + ["create", "nope", "--from-notebook", str(tmp_path / "missing.ipynb")]) == 1
+    assert "cannot read the notebook" in capsys.readouterr().err
