@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import json
 import os
 import re
@@ -175,6 +176,13 @@ class Auditor:
         self._signature = None
         self._lock = threading.Lock()
 
+    def version(self) -> str:
+        """What a kept result was checked against: changes when a local database's files change, so an
+        administrator's new advisories reach every revision at the next scan (a service: always current)."""
+        if self.is_service:
+            return self.database
+        return f"{self.database}#{hashlib.sha256(repr(self._stat()).encode()).hexdigest()[:16]}"
+
     def audit(self, packages: list) -> list:
         """Findings for [(name, version, manager)] (manager 'pip' or 'conda'), sorted by package.
 
@@ -297,8 +305,9 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def audit_revision(auditor: Auditor, revision: int, lock_path: str, log_path: str) -> dict:
+def audit_revision(auditor: Auditor, revision: int, lock_path: str, log_path: str, version: str = "") -> dict:
     """Audit one revision's lock now and keep the result beside its log; returns the API's answer."""
+    version = version or auditor.version()
     try:
         with open(lock_path) as f:
             text = f.read()
@@ -307,12 +316,13 @@ def audit_revision(auditor: Auditor, revision: int, lock_path: str, log_path: st
     result = {"revision": revision, "checked": now(), "database": auditor.database,
               "vulnerabilities": auditor.audit(lock_packages(text))}
     if os.path.isdir(os.path.dirname(log_path)):
-        atomic_write(result_path(log_path), json.dumps(result, indent=1) + "\n")
+        atomic_write(result_path(log_path), json.dumps(dict(result, database_version=version), indent=1) + "\n")
     return result
 
 
-def stored(log_path: str, auditor: Auditor, max_age: float) -> Optional[dict]:
-    """The kept result of a revision if it was made against this database less than max_age seconds ago."""
+def stored(log_path: str, version: str, max_age: float) -> Optional[dict]:
+    """The kept result of a revision if it was checked against this version of the database less than
+    max_age seconds ago, else None."""
     try:
         with open(result_path(log_path)) as f:
             result = json.load(f)
@@ -320,22 +330,24 @@ def stored(log_path: str, auditor: Auditor, max_age: float) -> Optional[dict]:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     age = (datetime.datetime.now(datetime.timezone.utc) - checked).total_seconds()
-    if result.get("database") != auditor.database or not 0 <= age < max_age:
+    if result.pop("database_version", None) != version or not 0 <= age < max_age:
         return None
     return result
 
 
 def fresh_or_audit(auditor: Auditor, revision: int, lock_path: str, log_path: str, max_age: float) -> dict:
-    return stored(log_path, auditor, max_age) or audit_revision(auditor, revision, lock_path, log_path)
+    version = auditor.version()
+    return stored(log_path, version, max_age) or audit_revision(auditor, revision, lock_path, log_path, version)
 
 
 def audit_all(auditor: Auditor, targets: Iterable[tuple], max_age: float) -> int:
-    """The schedule's pass: audit every (revision, lock path, log path) whose kept result is stale.
-
-    Returns how many were audited; DatabaseUnavailable stops the pass (the next one retries)."""
+    """The schedule's pass: audit every (revision, lock path, log path) whose kept result is stale or
+    was checked against another version of the database. Returns how many were audited;
+    DatabaseUnavailable stops the pass (the next one retries)."""
+    version = auditor.version()
     count = 0
     for revision, lock_path, log_path in targets:
-        if stored(log_path, auditor, max_age) is None and os.path.exists(lock_path):
-            audit_revision(auditor, revision, lock_path, log_path)
+        if stored(log_path, version, max_age) is None and os.path.exists(lock_path):
+            audit_revision(auditor, revision, lock_path, log_path, version)
             count += 1
     return count

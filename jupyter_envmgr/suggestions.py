@@ -36,7 +36,18 @@ VALUED_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-ur
                   "--platform", "--python-version", "--implementation", "--abi", "--src", "--cache-dir",
                   "--trusted-host", "--progress-bar", "--upgrade-strategy", "--report", "--log"}
 PEP723 = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
-STDLIB = set(sys.stdlib_module_names) | {"__future__", "__main__"}
+def _stdlib() -> set:
+    """The standard library's top-level modules (sys.stdlib_module_names; scanned on Python < 3.10)."""
+    names = getattr(sys, "stdlib_module_names", None)
+    if names is None:
+        import pkgutil
+        import sysconfig
+
+        names = set(sys.builtin_module_names) | {m.name for m in pkgutil.iter_modules([sysconfig.get_paths()["stdlib"]])}
+    return set(names) | {"__future__", "__main__"}
+
+
+STDLIB = _stdlib()
 
 
 class SuggestionError(ValueError):
@@ -208,7 +219,10 @@ def _catches_import_error(node) -> bool:
 
 def script_metadata(source: str) -> dict:
     """The PEP 723 `# /// script` block of a source, parsed, or {}."""
-    import tomllib  # Python >= 3.11; the block is rare enough that older servers report it
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
 
     blocks = [m for m in PEP723.finditer(source) if m.group("type") == "script"]
     if not blocks:

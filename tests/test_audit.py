@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -223,12 +224,21 @@ def test_results_kept_beside_the_log_and_reused_while_fresh(tmp_path):
     lock, log = tmp_path / "lock.txt", logs / "rev-0002.log"
     lock.write_text("requests==2.28.2\n")
     first = audit.fresh_or_audit(auditor, 2, str(lock), str(log), 3600)
-    assert json.loads((logs / "rev-0002.audit.json").read_text()) == first
+    kept = json.loads((logs / "rev-0002.audit.json").read_text())
+    assert kept.pop("database_version") and kept == first
     lock.write_text("requests==2.31.0\n")
     assert audit.fresh_or_audit(auditor, 2, str(lock), str(log), 3600) == first  # fresh: kept
     assert audit.fresh_or_audit(auditor, 2, str(lock), str(log), 0)["vulnerabilities"] == []  # stale: checked anew
-    assert audit.audit_all(auditor, [(2, str(lock), str(log))], 3600) == 0
-    assert audit.audit_all(auditor, [(2, str(lock), str(log))], 0) == 1
+    target = [(2, str(lock), str(log))]
+    assert audit.audit_all(auditor, target, 3600) == 0
+    assert audit.audit_all(auditor, target, 0) == 1
+    # A new advisory in the database makes every kept result stale at once.
+    lock.write_text("requests==2.28.2\n")
+    assert audit.audit_all(auditor, target, 3600) == 0
+    (tmp_path / "osv" / "new.json").write_text(json.dumps(dict(REQUESTS, id="GHSA-new-one")))
+    assert audit.audit_all(auditor, target, 3600) == 1
+    assert [v["id"] for v in audit.fresh_or_audit(auditor, 2, str(lock), str(log), 3600)["vulnerabilities"]] == \
+        ["GHSA-j8r2-6x86-q33q", "GHSA-new-one"]
 
 
 # ---------------------------------------------------------------- the route, end to end
@@ -260,8 +270,8 @@ async def test_vulnerable_pin_shows_in_audit_with_the_fixed_version(api, vuln_in
     assert data["revision"] == 1 and data["checked"] and data["database"].endswith("osv-db")
     assert data["vulnerabilities"] == [{"package": "envmgr-vuln-pkg", "version": "1.0", "id": "PYSEC-0000-0001",
                                         "aliases": ["CVE-0000-00001"], "summary": VULN_PKG["summary"], "fixed_in": ["1.1"]}]
-    kept = os.path.join(envmgr_root, "envs", "default", "vulnerable", "logs", "rev-0001.audit.json")
-    assert json.load(open(kept)) == data
+    kept = json.load(open(os.path.join(envmgr_root, "envs", "default", "vulnerable", "logs", "rev-0001.audit.json")))
+    assert kept.pop("database_version") and kept == data
 
     # "Update to fixed versions": the PATCH the panel proposes; the new revision audits clean.
     await api.ok("PATCH", "environments/vulnerable", {"packages": "envmgr-vuln-pkg==1.1\n"}, expect=(202,))
@@ -294,3 +304,17 @@ async def test_unreachable_service_is_503_and_the_environment_stays_ready(api, v
     code, err = await api.call("GET", "environments/offline/audit")
     assert code == 503 and err["reason"] == "advisory_db_unavailable" and err["message"]
     assert (await api.get("offline"))["status"] == "ready"
+
+
+@pytest.mark.slow
+def test_schedule_audits_new_revisions_without_a_request(servers, tmp_path, vuln_index):
+    """The server's own pass: a ready revision's audit is kept beside its log with no GET."""
+    server = servers("scheduled", advisory_db=osv_dir(tmp_path / "osv"), audit_interval=2.0)
+    server.client.create({"name": "scanned", "packages": "envmgr-vuln-pkg==1.0\n", "index_urls": [vuln_index.url]})
+    assert server.client.wait("scanned", timeout=180)["status"] == "ready"
+    kept = os.path.join(servers.root, "envs", "default", "scanned", "logs", "rev-0001.audit.json")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(kept):
+        assert time.monotonic() < deadline, "the schedule did not audit the new revision"
+        time.sleep(0.2)
+    assert [v["id"] for v in json.load(open(kept))["vulnerabilities"]] == ["PYSEC-0000-0001"]
