@@ -217,7 +217,7 @@ class Auditor:
         path = self.database
         try:
             if os.path.isdir(path):
-                return tuple(sorted((e, os.stat(e).st_mtime_ns, os.stat(e).st_size) for e in _json_files(path)))
+                return tuple((e, st.st_mtime_ns, st.st_size) for e, st in ((e, os.stat(e)) for e in _json_files(path)))
             st = os.stat(path)
             return (st.st_mtime_ns, st.st_size)
         except OSError as e:
