@@ -48,6 +48,9 @@ def _stdlib() -> set:
 
 
 STDLIB = _stdlib()
+# What ast cannot read: bad syntax, null bytes (ValueError before 3.12), nesting deeper than the stack
+# (RecursionError, or MemoryError from the parser of 3.11).
+UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 class SuggestionError(ValueError):
@@ -137,15 +140,13 @@ class Reader(ast.NodeVisitor):
     def read(self, source: str) -> None:
         code = to_python(source)
         try:
-            tree = ast.parse(code)
-        except SyntaxError:  # Python 2 or a broken cell: read what parses line by line
+            self.visit(ast.parse(code))
+        except UNPARSABLE:  # Python 2 or a broken cell: read what parses line by line
             for line in code.splitlines():
                 try:
                     self.visit(ast.parse(line.strip()))
-                except SyntaxError:
+                except UNPARSABLE:
                     pass
-            return
-        self.visit(tree)
 
     def add(self, module: str) -> None:
         self.imports[module] = self.imports.get(module, True) and bool(self._optional)
@@ -235,6 +236,8 @@ def script_metadata(source: str) -> dict:
         data = tomllib.loads(content)
     except tomllib.TOMLDecodeError as e:
         raise SuggestionError("code", f"the '# /// script' block is not valid TOML ({e})") from None
+    if not isinstance(data.get("requires-python", ""), str):
+        raise SuggestionError("code", "the '# /// script' block's requires-python must be a string")
     deps = data.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise SuggestionError("code", "the '# /// script' block's dependencies must be a list of strings")

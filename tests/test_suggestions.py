@@ -163,6 +163,27 @@ def test_bad_bodies_name_the_field(body, field):
     assert e.value.field == field and str(e.value)
 
 
+def test_hostile_sources_get_an_answer_or_a_named_field():
+    """Whatever code arrives, the reader answers or raises SuggestionError (a 422), never anything else."""
+    import random
+
+    pieces = ["import ", "from ", "%pip install ", "!pip install ", "# /// script\n", "# ///\n", "# dependencies = [\n",
+              '"x==1",', "\n", "    ", "(", ")", "%%writefile ", "a.py", "\x00", "try:\n", "except ImportError:\n", "'",
+              '"', "{", "}", "\\", "=", "# requires-python = 3\n", "numpy", "sklearn", ".", "..", ",", "as ", "?", "!",
+              "%%time\n", "%%bash\n"]
+    rng = random.Random(7)
+    samples = ["x = " + "-" * 20000 + "1", "+".join(["a"] * 20000), "[" * 20000, "import numpy\n" + "(" * 300 + ")" * 300]
+    samples += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 30))) for _ in range(120)]
+    for code in samples:
+        for body in ({"code": code}, {"notebook": {"cells": [{"cell_type": "code", "source": code}]}}):
+            try:
+                result = from_body(body, ["3.12"], "3.12")
+            except SuggestionError as e:
+                assert e.field in ("code", "notebook")
+            else:
+                assert set(result) == {"manager", "packages", "python", "unresolved"}
+
+
 # ---------------------------------------------------------------- the corpus
 
 
