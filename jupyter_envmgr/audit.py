@@ -264,11 +264,33 @@ class Auditor:
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise DatabaseUnavailable(f"the advisory service {self.database} did not answer ({getattr(e, 'reason', e)}); "
                                           "check c.EnvManagerApp.advisory_db and the network") from None
-            records += [r for r in data.get("vulns") or [] if isinstance(r, dict)]
-            if not data.get("next_page_token"):
+            records += [r for r in data.get("vulns") or [] if well_formed(r)] if isinstance(data, dict) else []
+            if not isinstance(data, dict) or not data.get("next_page_token"):
                 break
             body["page_token"] = data["next_page_token"]
         return records
+
+
+def well_formed(record: object) -> bool:
+    """Whether a record has the OSV shape the matcher reads (strings where versions are); a damaged
+    record is skipped, so it never hides the others' findings."""
+    if not isinstance(record, dict) or not isinstance(record.get("id", ""), str):
+        return False
+    affected = record.get("affected", [])
+    if not isinstance(affected, list):
+        return False
+    for entry in affected:
+        if not isinstance(entry, dict) or not isinstance(entry.get("package", {}), dict):
+            return False
+        versions, ranges = entry.get("versions", []), entry.get("ranges", [])
+        if not isinstance(versions, list) or not isinstance(ranges, list):
+            return False
+        for rng in ranges:
+            events = rng.get("events", []) if isinstance(rng, dict) else None
+            if not isinstance(events, list) or not all(
+                    isinstance(e, dict) and len(e) == 1 and all(isinstance(v, str) for v in e.values()) for e in events):
+                return False
+    return all(isinstance(a, str) for a in record.get("aliases") or []) and isinstance(record.get("summary", ""), str)
 
 
 def _json_files(directory: str) -> list:
@@ -281,7 +303,7 @@ def _add(index: dict, raw: bytes, where: str) -> None:
         record = json.loads(raw)
     except ValueError:
         return
-    if not isinstance(record, dict):
+    if not well_formed(record):
         return
     keys = set()
     for affected in record.get("affected") or []:

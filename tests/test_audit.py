@@ -61,6 +61,16 @@ def osv_dir(path) -> str:
             json.dump(record, f)
     with open(os.path.join(path, "damaged.json"), "w") as f:
         f.write("{not json")
+    for i, bad in enumerate([  # damaged shapes naming a real pin: skipped, never a 500, never hiding the others
+        [REQUESTS],
+        {"id": "BAD-1", "affected": "requests"},
+        {"id": "BAD-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"}, "ranges": [{"events": [{"introduced": 0}]}]}]},
+        {"id": "BAD-3", "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"}, "versions": "2.28.2"}]},
+        {"id": "BAD-4", "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0", "fixed": "9"}]}]}]},
+    ]):
+        with open(os.path.join(path, f"bad-{i}.json"), "w") as f:
+            json.dump(bad, f)
     return str(path)
 
 
