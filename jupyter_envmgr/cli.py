@@ -25,7 +25,7 @@ def packages_text(args) -> Optional[str]:
     text = getattr(args, "notebook_text", "")
     if getattr(args, "file", None):
         with open(args.file) as f:
-            text = f.read()
+            text += f.read()
     if getattr(args, "packages", None):
         text += "".join(p + "\n" for p in args.packages)
     return text or None
@@ -192,11 +192,17 @@ def resolve_notebook(client: EnvmgrClient, args) -> None:
     path = getattr(args, "from_notebook", None)
     if not path:
         return
+    if getattr(args, "manager", None) == "conda":
+        raise ClientError(0, "--from-notebook proposes pip requirements; leave out --manager conda")
     try:
         with open(path) as f:
             notebook = json.load(f)
-    except (OSError, ValueError) as e:
+        worksheets = [c for ws in notebook.get("worksheets", []) for c in ws.get("cells", [])]  # nbformat 3
+        cells = [{"cell_type": "code", "source": c.get("source", c.get("input", ""))}
+                 for c in notebook.get("cells", worksheets) if c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError) as e:
         raise ClientError(0, f"cannot read the notebook {path}: {e}") from None
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}  # code only: outputs can be large
     directory = os.path.dirname(os.path.abspath(path))
     local = sorted(e[:-3] if e.endswith(".py") else e for e in os.listdir(directory)
                    if e.endswith(".py") or os.path.isfile(os.path.join(directory, e, "__init__.py")))

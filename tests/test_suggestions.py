@@ -284,10 +284,13 @@ def test_from_notebook_in_the_cli_and_the_magics(servers, local_index, tmp_path,
         {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
          "source": ["import envmgr_demo_pkg\n", "import helpers\n", "import not_a_known_thing\n"]}]}))
     connect = ["--url", f"http://127.0.0.1:{server.port}/", "--token", server.token]
-    assert cli.main(connect + ["create", "from-cli", "--from-notebook", str(notebook), "--index-url", local_index.url, "--wait"]) == 0
+    assert cli.main(connect + ["create", "from-cli", "envmgr-extra-pkg", "--from-notebook", str(notebook),
+                               "--index-url", local_index.url, "--wait"]) == 0
     assert "not_a_known_thing" in capsys.readouterr().err
     record = server.client.get("from-cli")
-    assert record["status"] == "ready" and record["packages"] == "envmgr-demo-pkg==2.0\n"
+    assert record["status"] == "ready" and record["packages"] == "envmgr-demo-pkg==2.0\nenvmgr-extra-pkg\n"
+    assert cli.main(connect + ["create", "conda-nb", "--manager", "conda", "--from-notebook", str(notebook)]) == 1
+    assert "leave out --manager conda" in capsys.readouterr().err
 
     out = asyncio.run(server.client.run_code("envmgr-from-cli", f"%envmgr create from-magic --from-notebook {notebook} "
                                                                 f"--index-url {local_index.url} --wait", timeout=300))
