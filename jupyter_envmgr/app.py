@@ -10,7 +10,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 
-from . import gc, pythons
+from . import audit, gc, pythons
 from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
@@ -149,6 +149,20 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         root is shared storage, set JUPYTER_PATH=<root>/jupyter for those tools instead.""",
     )
 
+    advisory_db = Unicode(
+        "", config=True,
+        help="""Advisory database the locks of ready revisions are audited against (GET .../audit), in the
+        OSV format: a directory of OSV JSON files, an OSV zip export (e.g. an ecosystem's all.zip), or the
+        URL of an OSV-compatible query service (POST <url>/v1/query). Empty (the default): no audit, and
+        /audit answers 503. A local directory or zip needs no network.""",
+    )
+    audit_interval = Float(
+        86400.0, config=True,
+        help="""Seconds an audit result stays fresh: every ready revision is audited again on this schedule
+        (in a worker thread) and /audit recomputes a result older than this. 0 turns the schedule off
+        (/audit then always checks anew).""",
+    )
+
     @validate("namespaces")
     def _check_namespaces(self, proposal):
         from .spec import NAME_RE
@@ -230,6 +244,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             log=self.log,
         )
         self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
+        self.settings.update(envmgr_auditor=audit.Auditor(self.advisory_db) if self.advisory_db else None,
+                             envmgr_audit_interval=self.audit_interval)
         self._add_kernel_dir()
 
     def _add_kernel_dir(self):
@@ -246,6 +262,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
         if self.gc_interval > 0:
             self._gc_task = asyncio.ensure_future(self._collect_garbage_forever())
+        if self.advisory_db and self.audit_interval > 0:
+            self._audit_task = asyncio.ensure_future(self._audit_forever())
 
     async def _collect_garbage_forever(self):
         import uv
@@ -258,8 +276,31 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")
 
+    def _audit_targets(self) -> list:
+        """(revision, lock path, log path) of every ready revision on the root."""
+        store, targets = self.manager.store, []
+        for namespace in store.namespaces_on_disk():
+            for record in store.list(namespace):
+                if record.get("ready_revision"):
+                    paths = self.manager.paths(namespace, record["name"], record["ready_revision"])
+                    targets.append((record["ready_revision"], paths.lock, paths.log))
+        return targets
+
+    async def _audit_forever(self, scan: float = 60.0):
+        """Audit ready revisions whose result is missing or older than audit_interval; a new revision's
+        first audit comes within `scan` seconds of its switch, off the build's path."""
+        auditor = self.settings["envmgr_auditor"]
+        while True:
+            try:
+                count = await asyncio.to_thread(lambda: audit.audit_all(auditor, self._audit_targets(), self.audit_interval))
+                if count:
+                    self.log.info("jupyter_envmgr audit: %d revisions checked against %s", count, auditor.database)
+            except Exception as e:  # an absent or slow database leaves every environment as it is
+                self.log.warning("jupyter_envmgr audit failed: %s", e)
+            await asyncio.sleep(min(scan, self.audit_interval))
+
     async def stop_extension(self):
-        task = getattr(self, "_gc_task", None)
-        if task:
-            task.cancel()
+        for task in (getattr(self, "_gc_task", None), getattr(self, "_audit_task", None)):
+            if task:
+                task.cancel()
         await self.manager.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional
 
@@ -21,10 +22,10 @@ def parse_pairs(values, what: str) -> dict:
 
 def packages_text(args) -> Optional[str]:
     """Packages from -r FILE and/or positional PKG arguments, as requirements/environment text."""
-    text = ""
+    text = getattr(args, "notebook_text", "")
     if getattr(args, "file", None):
         with open(args.file) as f:
-            text = f.read()
+            text += f.read()
     if getattr(args, "packages", None):
         text += "".join(p + "\n" for p in args.packages)
     return text or None
@@ -118,6 +119,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
     p = sub.add_parser("create", help="create an environment and start warming it")
     p.add_argument("name")
     p.add_argument("--manager", choices=["pip", "conda"])
+    p.add_argument("--from-notebook", metavar="PATH", help="the packages (and Python) a notebook needs, read from its imports and %%pip lines")
     add_spec_options(p)
 
     p = sub.add_parser("update", help="change packages or metadata (a new revision when build inputs change)")
@@ -184,6 +186,35 @@ def resolve_preset(client: EnvmgrClient, args) -> None:
     args.preset_text = presets[args.preset]["packages"]
 
 
+def resolve_notebook(client: EnvmgrClient, args) -> None:
+    """--from-notebook PATH: the server proposes the packages (POST /suggestions); the notebook's own
+    modules (the .py files and packages beside it) are named so they are never taken for packages."""
+    path = getattr(args, "from_notebook", None)
+    if not path:
+        return
+    if getattr(args, "manager", None) == "conda":
+        raise ClientError(0, "--from-notebook proposes pip requirements; leave out --manager conda")
+    try:
+        with open(path) as f:
+            notebook = json.load(f)
+        worksheets = [c for ws in notebook.get("worksheets", []) for c in ws.get("cells", [])]  # nbformat 3
+        cells = [{"cell_type": "code", "source": c.get("source", c.get("input", ""))}
+                 for c in notebook.get("cells", worksheets) if c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError) as e:
+        raise ClientError(0, f"cannot read the notebook {path}: {e}") from None
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}  # code only: outputs can be large
+    directory = os.path.dirname(os.path.abspath(path))
+    local = sorted(e[:-3] if e.endswith(".py") else e for e in os.listdir(directory)
+                   if e.endswith(".py") or os.path.isfile(os.path.join(directory, e, "__init__.py")))
+    suggestion = client.request("POST", "envmgr/api/suggestions", {"notebook": notebook, "local_modules": local})
+    args.notebook_text = suggestion["packages"]
+    if suggestion.get("python") and not args.python:
+        args.python = suggestion["python"]
+    if suggestion["unresolved"]:
+        print(f"{path}: no known package for the import(s) {', '.join(suggestion['unresolved'])}; "
+              "add them as PKG arguments if they are needed", file=sys.stderr)
+
+
 def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
@@ -199,6 +230,7 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
     resolve_preset(client, args)
+    resolve_notebook(client, args)
     if cmd == "list":
         records = client.list(args.label, args.status)
         print(json.dumps(records, indent=2)) if args.json else print_table(records)

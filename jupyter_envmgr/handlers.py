@@ -317,6 +317,57 @@ class ExportHandler(EnvmgrHandler):
             raise invalid("format", f"{fmt[:40]!r} is not an export format; use requirements or spec")
 
 
+class SuggestionsHandler(EnvmgrHandler):
+    """A spec proposed from a notebook or a script (suggestions.py); nothing is written."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        from . import suggestions
+
+        body = self.body()
+        info = self.manager.info(__version__, self.manager.builder.kind)
+        try:
+            suggestion = await asyncio.to_thread(suggestions.from_body, body, info["python_versions"],
+                                                 self.manager.settings.default_python)
+        except suggestions.SuggestionError as e:
+            raise invalid(e.field, str(e).split(": ", 1)[-1]) from None
+        self.write_json(suggestion)
+
+
+class AuditHandler(EnvmgrHandler):
+    """Known vulnerabilities in a revision's lock (audit.py): the kept result when fresh, else checked now."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        from . import audit
+
+        ns, name = self.namespace(), self.env_name(name)
+        record = self.manager.get(ns, name)
+        auditor = self.settings.get("envmgr_auditor")
+        if auditor is None:
+            raise EnvmgrError(503, "no_advisory_db", "no advisory database is configured; an administrator sets "
+                                                     "c.EnvManagerApp.advisory_db (an OSV directory, zip export or query service URL)")
+        raw = self.get_query_argument("revision", None)
+        ready = [r["revision"] for r in record.get("revisions", []) if r.get("status") == "ready"]
+        if raw is None:
+            if not record.get("ready_revision"):
+                raise EnvmgrError(409, "not_ready", f"{name!r} has no ready revision yet, so there is no lock to audit; wait for the build to finish")
+            revision = record["ready_revision"]
+        elif raw.isdigit() and int(raw) in ready:
+            revision = int(raw)
+        else:
+            raise invalid("revision", f"{raw!r} is not a ready revision of {name!r}; ready: {ready}")
+        paths = self.manager.paths(ns, name, revision)
+        try:
+            result = await asyncio.to_thread(audit.fresh_or_audit, auditor, revision, paths.lock, paths.log,
+                                             self.settings.get("envmgr_audit_interval", 86400.0))
+        except audit.DatabaseUnavailable as e:
+            raise EnvmgrError(503, "advisory_db_unavailable", str(e)) from None
+        self.write_json(result)
+
+
 def _read_bytes(path: str, offset: int = 0) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -340,4 +391,6 @@ def route_table() -> list:
         (f"{env}/revisions", RevisionsHandler),
         (f"{env}/actions", ActionsHandler),
         (f"{env}/export", ExportHandler),
+        (f"{env}/audit", AuditHandler),
+        (f"{api}/suggestions", SuggestionsHandler),
     ]

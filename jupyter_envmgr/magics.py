@@ -49,6 +49,7 @@ class EnvmgrMagics(Magics):
             self.show_table(client.list(args.label, args.status))
         elif cmd in ("create", "update"):
             cli.resolve_preset(client, args)
+            cli.resolve_notebook(client, args)
             spec = cli.spec_from_args(args, creating=cmd == "create")
             if cell is not None:
                 spec["packages"] = merge_packages(args.__dict__.get("manager") or "pip", cell, spec.get("packages", ""))
