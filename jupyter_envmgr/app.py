@@ -244,8 +244,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             log=self.log,
         )
         self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
-        self.settings.update(envmgr_auditor=audit.Auditor(self.advisory_db) if self.advisory_db else None,
-                             envmgr_audit_interval=self.audit_interval)
+        self.manager.auditor = audit.Auditor(self.advisory_db) if self.advisory_db else None
+        self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
         self._add_kernel_dir()
 
     def _add_kernel_dir(self):

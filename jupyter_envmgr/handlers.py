@@ -15,6 +15,7 @@ from tornado.httputil import responses
 from tornado.iostream import StreamClosedError
 
 from . import lifecycle
+from .lifecycle import Status
 from ._version import __version__
 from .auth import scope
 from .errors import EnvmgrError, invalid, not_found
@@ -42,7 +43,8 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
     async def prepare(self):
         """Answer only once the manager has reconciled the root (kernelspecs resynced, builds re-attached)."""
         await super().prepare()
-        await self.manager.started.wait()
+        if self.current_user:  # a refused request is refused at once
+            await self.manager.started.wait()
 
     @property
     def max_body_bytes(self) -> int:
@@ -344,21 +346,21 @@ class AuditHandler(EnvmgrHandler):
         from . import audit
 
         ns, name = self.namespace(), self.env_name(name)
-        record = self.manager.get(ns, name)
-        auditor = self.settings.get("envmgr_auditor")
+        record = await self.manager.records.read_for_change(ns, name)
+        auditor = self.manager.auditor
         if auditor is None:
             raise EnvmgrError(503, "no_advisory_db", "no advisory database is configured; an administrator sets "
                                                      "c.EnvManagerApp.advisory_db (an OSV directory, zip export or query service URL)")
         raw = self.get_query_argument("revision", None)
-        ready = [r["revision"] for r in record.get("revisions", []) if r.get("status") == "ready"]
+        ready = [r["revision"] for r in record.get("revisions", []) if r.get("status") == Status.READY]
         if raw is None:
             if not record.get("ready_revision"):
                 raise EnvmgrError(409, "not_ready", f"{name!r} has no ready revision yet, so there is no lock to audit; wait for the build to finish")
             revision = record["ready_revision"]
-        elif raw.isdigit() and int(raw) in ready:
+        elif raw.isascii() and raw.isdigit() and int(raw) in ready:
             revision = int(raw)
         else:
-            raise invalid("revision", f"{raw!r} is not a ready revision of {name!r}; ready: {ready}")
+            raise invalid("revision", f"{raw[:20]!r} is not a ready revision of {name!r}; ready: {ready}")
         paths = self.manager.paths(ns, name, revision)
         try:
             result = await asyncio.to_thread(audit.fresh_or_audit, auditor, revision, paths.lock, paths.log,

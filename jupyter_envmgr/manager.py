@@ -27,6 +27,7 @@ from .builders.base import Build, Builder, read_result
 from .errors import EnvmgrError, conflict, invalid
 from .events import ChangeFeed
 from .kernels import KernelRegistry, kernel_name
+from .lifecycle import Status
 from .policy import Policy
 from .progress import LogProgress
 from .records import Records, secrets_of
@@ -80,6 +81,7 @@ class EnvironmentManager:
         self._default_cluster = self.check_cluster(None)
         self._list_cache: dict = {}  # (ns, label, status, feed version) -> (body, etag)
         self.started = asyncio.Event()  # set once `start` has reconciled the root
+        self.auditor = None  # audit.Auditor when an advisory database is configured
 
     # ------------------------------------------------------------ queries
 
@@ -318,16 +320,16 @@ class EnvironmentManager:
         """Stop a build another server launched, where this server can reach it (same host or cluster)."""
         rev = lifecycle.revision_of(record, record["revision"])
         handle = rev.get("handle")
-        if rev["status"] == "pending" or handle is None:  # queued there: its server finds it cancelled
+        if rev["status"] == Status.PENDING or handle is None:  # queued there: its server finds it cancelled
             with contextlib.suppress(EnvmgrError):
-                await self.records.apply(namespace, record["name"], lifecycle.finished, rev["revision"], "cancelled", "cancelled", None, now())
+                await self.records.apply(namespace, record["name"], lifecycle.finished, rev["revision"], Status.CANCELLED, "cancelled", None, now())
             return True
         if not self.builder.owns(handle):
             return False
         build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle)
         await self.builder.cancel(build)
         with contextlib.suppress(EnvmgrError):
-            await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, "cancelled", "cancelled", None, now())
+            await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
         return True
 
     async def _stop_build(self, build: Build) -> None:
@@ -338,7 +340,7 @@ class EnvironmentManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await build.task
             with contextlib.suppress(EnvmgrError):
-                await self._end(build, {"status": "cancelled"})
+                await self._end(build, {"status": Status.CANCELLED})
             return
         await self.builder.cancel(build)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
@@ -349,7 +351,7 @@ class EnvironmentManager:
         lifecycle.refuse_if_active(record)
         if isinstance(revision, bool) or not isinstance(revision, int):
             raise invalid("revision", "rollback needs the number of a ready revision, e.g. {\"action\": \"rollback\", \"revision\": 1}")
-        ready = [r["revision"] for r in record.get("revisions", []) if r["status"] == "ready"]
+        ready = [r["revision"] for r in record.get("revisions", []) if r["status"] == Status.READY]
         prefix = self.store.prefix(namespace, name, revision)
         if revision not in ready or not await self.records.run(os.path.isdir, prefix):
             raise invalid("revision", f"{revision} is not a kept ready revision of {name!r}; ready revisions: {ready or 'none'}")
@@ -401,7 +403,7 @@ class EnvironmentManager:
                 return
             async with self._slots:
                 if build.key in self._cancelled:
-                    await self._end(build, {"status": "cancelled"})
+                    await self._end(build, {"status": Status.CANCELLED})
                     return
                 await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
                                          self.server_id, None, now())
@@ -416,10 +418,10 @@ class EnvironmentManager:
             if e.status == 404 or e.reason in ("leased", "not_active", "invalid_transition"):
                 await self._abandon(build, e)
             else:
-                await self._end_despite_errors(build, {"status": "failed", "message": e.message})
+                await self._end_despite_errors(build, {"status": Status.FAILED, "message": e.message})
         except Exception as e:  # never leave a record warming: a full disk, a bug here
             self.log.exception("build %s failed in the server", build.key)
-            await self._end_despite_errors(build, {"status": "failed", "message": _one_line(f"the server could not run the build: {e}")})
+            await self._end_despite_errors(build, {"status": Status.FAILED, "message": _one_line(f"the server could not run the build: {e}")})
         finally:
             if self._builds.get((build.namespace, build.name)) is build:
                 del self._builds[(build.namespace, build.name)]
@@ -461,11 +463,11 @@ class EnvironmentManager:
                 result = await asyncio.wait_for(self.builder.wait(build), timeout=build.timeout + 60)
             except asyncio.TimeoutError:
                 await self.builder.cancel(build)
-                result = {"status": "failed", "message": f"the build ran past its time limit ({build.timeout:.0f}s, c.EnvManagerApp.build_timeout)"}
+                result = {"status": Status.FAILED, "message": f"the build ran past its time limit ({build.timeout:.0f}s, c.EnvManagerApp.build_timeout)"}
         finally:
             follower.cancel()
         if build.key in self._cancelled:
-            result = {"status": "cancelled"}
+            result = {"status": Status.CANCELLED}
         await self._end_despite_errors(build, result)
 
     async def _follow_log(self, build: Build, interval: float = 0.5) -> None:
@@ -492,13 +494,13 @@ class EnvironmentManager:
 
     async def _end(self, build: Build, result: dict) -> None:
         """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned."""
-        status = result.get("status", "failed")
+        status = Status(result.get("status", Status.FAILED))
         ns, name, number = build.namespace, build.name, build.revision
-        if status == "ready":
+        if status is Status.READY:
             message = "ready"
             await self.records.run(self._prepare_switch, build)
         else:
-            message = "cancelled" if status == "cancelled" else _one_line(result.get("message") or "the build failed")
+            message = "cancelled" if status is Status.CANCELLED else _one_line(result.get("message") or "the build failed")
             record = await self.records.read_for_change(ns, name)
             if lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
                 # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
@@ -511,12 +513,14 @@ class EnvironmentManager:
                 return  # deleted while it built, or another server recorded the end first
             raise
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
-        if status != "ready":
+        if status is not Status.READY:
             return
         if record.get("ready_revision") == number:
             await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
             await self._write_kernel(record)
             self._background(self._prune(ns, name))
+            if self.auditor is not None:
+                self._background(self._audit(build))
 
     def _prepare_switch(self, build: Build) -> None:
         """Blocking, before a revision serves: the in-use file kernels lock (see inuse.py)."""
@@ -566,6 +570,15 @@ class EnvironmentManager:
         if self._kernel_revisions.get(key) != _kernel_key(record):
             self._background(self._write_kernel(record))
 
+    async def _audit(self, build: Build) -> None:
+        """Check the new lock against the advisory database, after the switch: never on the build's path."""
+        from . import audit
+
+        try:
+            await self.records.run(audit.audit_revision, self.auditor, build.revision, build.paths.lock, build.paths.log)
+        except Exception as e:  # an absent or slow database leaves the environment ready
+            self.log.warning("envmgr: auditing %s failed: %s", build.key, e)
+
     async def _prune(self, namespace: str, name: str) -> None:
         """Drop revisions beyond keep_revisions; never the serving, an active or a kernel's one."""
         with contextlib.suppress(EnvmgrError):
@@ -609,7 +622,7 @@ class EnvironmentManager:
         rev = lifecycle.revision_of(record, number)
         spec = EnvSpec.from_dict({**self.spec_of(record).to_dict(), **rev.get("inputs", {})})
         handle = rev.get("handle")
-        if rev["status"] == "pending" or handle is None:
+        if rev["status"] == Status.PENDING or handle is None:
             self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
             self._queue(namespace, name, number, spec)
             return

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional
 
 from .errors import EnvmgrError, conflict, not_found
 from .layout import RECORD, Layout
+from .lifecycle import Status
 from .spec import NAME_RE
 
 #: How long a change waits for another thread or server holding the record lock.
@@ -145,7 +146,7 @@ class Store(Layout):
         ready = record.get("ready_revision")
         if not isinstance(ready, int) or os.path.isdir(self.prefix(namespace, record["name"], ready)):
             return record
-        return dict(record, status="failed", damaged=True, message=(
+        return dict(record, status=Status.FAILED.value, damaged=True, message=(
             f"damaged storage entry: revision {ready} is missing its files (rev-{ready:04d}); "
             'rebuild it (POST .../actions {"action": "rebuild"}) or delete it'))
 
@@ -258,7 +259,7 @@ def damaged_record(namespace: str, name: str, problem: str) -> dict:
     return {
         "name": name, "namespace": namespace, "manager": None, "python": None, "packages": "", "index_urls": [],
         "description": "", "labels": {}, "annotations": {}, "env_vars": {}, "gpu": 0, "storage": None,
-        "status": "failed", "progress": 0.0, "revision": None, "ready_revision": None, "created": None,
+        "status": Status.FAILED.value, "progress": 0.0, "revision": None, "ready_revision": None, "created": None,
         "updated": None, "owner": None, "kernel_name": None, "prefix": None, "damaged": True,
         "message": f"damaged storage entry: {problem}; delete it (DELETE .../environments/{name}) and create it again",
     }

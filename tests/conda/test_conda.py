@@ -71,7 +71,7 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
             "'prefix': sys.prefix, 'env': {k: os.environ.get(k) for k in ('ENVMGR_DEMO_HOME', 'ENVMGR_DEMO_FLAG', "
             "'ENVMGR_YAML_VAR', 'CONDA_PREFIX', 'PATH')}}))")
     out = json.loads(await api.run("envmgr-conda-env", code))
-    assert out["v"] == "1.0" and out["prefix"] == record["prefix"]
+    assert out["v"] == "1.0" and out["prefix"] == os.path.join(os.path.dirname(record["prefix"]), "rev-0001")
     env = out["env"]
     assert env["ENVMGR_DEMO_HOME"] == os.path.join(rev1, "share", "envmgr-demo")  # from activate.d
     # variables: → conda-meta/state → the kernel, literally ('$' is not expanded at kernel start)
@@ -233,7 +233,7 @@ async def test_cancel_a_conda_build_mid_download(api, envmgr_root, conda_channel
 def record_pid(api, name):
     """The pid of the runner of the build, from the revision's handle in the stored record."""
     manager = api.serverapp.web_app.settings["envmgr_manager"]
-    raw = manager.get("default", name)
+    raw = manager.store.read("default", name)
     rev = next(r for r in raw["revisions"] if r["revision"] == raw["revision"])
     return (rev.get("handle") or {}).get("pid")
 
