@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .errors import forbidden, invalid
+from .errors import EnvmgrError, forbidden, invalid
+from .spec import parse_requirements
 
 SOLVERS = ("rattler", "micromamba", "mamba", "conda")
 ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
@@ -196,7 +197,7 @@ def _variables(node) -> dict:
         raise invalid("packages", f"environment.yaml {_where(node)}: variables must be a mapping of NAME: value")
     out = {}
     for k, v in node.value:
-        if not isinstance(v, yaml.ScalarNode) or not ENV_VAR_RE.match(str(k.value)):
+        if not isinstance(v, yaml.ScalarNode) or not ENV_VAR_RE.fullmatch(str(k.value)):
             raise invalid("packages", f"environment.yaml {_where(k)}: variables: {k.value!r} must be a variable "
                                       "name (letters, digits, '_') with a plain value")
         out[str(k.value)] = str(v.value)
@@ -310,19 +311,20 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
         specs.append(f"python={spec.python}")
         names.add("python")
 
-    pip_lines = [d.text for d in env.pip]
-    for dep in env.pip if policy is not None else []:
+    pip_lines = []  # the judged lines, normalized: what uv installs is what was checked
+    for dep in env.pip:
         try:
-            policy.check_requirement_lines(dep.text + "\n", "packages")
-        except Exception as e:
+            judged = (policy.check_requirement_lines(dep.text + "\n", "packages", spec.env_vars) if policy is not None
+                      else parse_requirements(dep.text + "\n", spec.env_vars))
+        except EnvmgrError as e:
             # Name the environment.yaml line, not the line within this one entry.
-            message = getattr(e, "message", "")
-            m = re.search(r"line (\d+):", message)
+            m = re.search(r"line (\d+):", e.message)
             if m:
                 real = dep.line + int(m[1]) - 1 + (1 if "\n" in dep.text else 0)  # a '|' block starts a line below
-                e.message = message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
+                e.message = e.message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
                 e.args = (e.message,)
             raise
+        pip_lines += [line.text for line in judged]
     pip_names = set()
     for line in pip_lines:
         m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)

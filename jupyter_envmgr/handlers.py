@@ -73,7 +73,7 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
             return {}
         try:
             return json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
             raise EnvmgrError(400, "invalid_json", f"the body is not valid JSON ({e}); send a JSON object") from None
 
     def namespace(self, body_namespace: Optional[str] = None) -> str:
@@ -172,7 +172,7 @@ class LogHandler(EnvmgrHandler):
         if raw is None:
             return record["revision"]
         numbers = [r["revision"] for r in record.get("revisions", [])]
-        if not raw.isdigit() or int(raw) not in numbers:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) not in numbers:
             raise invalid("revision", f"{raw!r} is not a kept revision of {record['name']!r}; kept: {numbers}")
         return int(raw)
 

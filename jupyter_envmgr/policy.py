@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -14,7 +14,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
-from .spec import EnvSpec, parse_requirements, redact_url
+from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, redact_url
+
+#: Requirement-file options whose argument is an index (checked like index_urls when allowed).
+URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}
+#: Options whose argument is a file on the server (only under allowed_source_dirs when allowed).
+FILE_OPTIONS = {"--requirement", "--constraint"}
 
 
 #: What kernels need of base packages, whatever the administrator lists.
@@ -72,20 +77,28 @@ class Policy:
                     f"{', '.join(self.allowed_index_urls)} (an administrator sets c.EnvManagerApp.allowed_index_urls)",
                 )
 
-    def check_requirement_lines(self, text: str, fieldname: str = "packages") -> list:
-        """Parse pip requirement text and refuse lines the policy does not allow."""
-        lines = parse_requirements(text)
+    def check_requirement_lines(self, text: str, fieldname: str = "packages", variables: Optional[dict] = None) -> list:
+        """Parse pip requirement text and refuse lines the policy does not allow; returns the judged lines."""
+        lines = parse_requirements(text, variables)
+        allowed = {SHORT_OPTIONS.get(o.split("=")[0], o.split("=")[0]) for o in self.allowed_requirement_options}
         for line in lines:
             where = f"line {line.lineno}: {line.text!r}"
             if line.kind == "option":
-                option = line.text.split()[0].split("=")[0]
-                if option not in self.allowed_requirement_options:
+                if line.option not in allowed:
                     raise forbidden(
                         fieldname,
-                        f"{where}: option lines such as {option} are not allowed here; list packages only, "
+                        f"{where}: option lines such as {line.option} are not allowed here; list packages only, "
                         "put extra indexes in index_urls (an administrator may allow options with "
                         "c.EnvManagerApp.allowed_requirement_options)",
                     )
+                if line.option in URL_OPTIONS:
+                    try:
+                        check_index_urls([line.target])
+                    except EnvmgrError as e:
+                        raise invalid(fieldname, f"line {line.lineno}: {e.message.partition(': ')[2]}") from None
+                    self.check_index_urls([line.target], fieldname)
+                elif line.option in FILE_OPTIONS:
+                    self.check_source_path(line.target, fieldname, f"line {line.lineno}")
             elif line.kind == "url" and not self.allow_direct_urls:
                 raise forbidden(
                     fieldname,
@@ -144,6 +157,6 @@ class Policy:
         """Everything the policy says about a spec; raises the first violation."""
         self.check_index_urls(spec.index_urls)
         if spec.manager == "pip":
-            lines = self.check_requirement_lines(spec.packages)
+            lines = self.check_requirement_lines(spec.packages, variables=spec.env_vars)
             pins = {canonicalize_name(l.requirement.name): l.requirement.specifier for l in lines if l.requirement}
             self.check_base_pins("pip", pins)

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from .spec import EnvSpec
+from .spec import EnvSpec, normalized_requirements, parse_requirements
 
 PIP_BASE_PACKAGES = ["ipykernel"]
 
@@ -105,7 +105,9 @@ def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout
     """Write the inputs of a build (requirements, init script, plan) into its build dir."""
     os.makedirs(paths.build_dir, exist_ok=True)
     if spec.manager == "pip":
-        _write(os.path.join(paths.build_dir, "requirements.txt"), spec.packages)
+        # The lines policy judged, re-written: comments, continuations and ${VAR}s never reach uv raw.
+        lines = parse_requirements(spec.packages, spec.env_vars)
+        _write(os.path.join(paths.build_dir, "requirements.txt"), normalized_requirements(lines))
     if spec.init_script.strip():
         _write(os.path.join(paths.build_dir, "init.py"), spec.init_script)
     plan = {
