@@ -165,24 +165,14 @@ class RecipeBook:
             conda, settings = self._conda()
             conda.check(spec, settings, self.policy, self.base_packages.get("conda", []))
 
-    def pinned_python(self, manager: str, packages: str) -> Optional[str]:
-        """The X.Y an environment.yaml pins (`python=3.12`), for a conda request that names no python."""
+    def pinned_python(self, manager: str, packages: str, offered: Optional[list] = None,
+                      default: str = "") -> Optional[str]:
+        """The X.Y a request without `python` gets from its environment.yaml's pins (offered ones only)."""
         if manager != "conda":
             return None
-        import re
+        from .conda import pinned_python
 
-        from .conda import parse_environment
-        from .errors import EnvmgrError
-
-        try:
-            deps = parse_environment(packages).specs
-        except EnvmgrError:
-            return None  # validation reports it
-        for dep in deps:
-            m = re.match(r"^(?:[\w.-]+::)?python\s*(?:==?|\s)\s*(\d+\.\d+)", dep.text.strip())
-            if m:
-                return m[1]
-        return None
+        return pinned_python(packages, list(offered or []), default)
 
     def steps(self, spec: EnvSpec, paths: BuildPaths, with_init: bool = True) -> tuple:
         base = self.base_packages.get(spec.manager, [])
