@@ -31,7 +31,7 @@ class EnvmgrMagics(Magics):
         """Manage environments: %envmgr list | create | show | log | update | rollback | delete | export | install."""
         parser = cli.build_parser(prog="%envmgr", in_kernel=True)
         try:
-            args = parser.parse_args(shlex.split(line))
+            args = cli.parse_args(parser, shlex.split(line))
         except SystemExit:  # argparse printed the usage or the problem
             return None
         try:
@@ -51,6 +51,8 @@ class EnvmgrMagics(Magics):
             cli.resolve_preset(client, args)
             spec = cli.spec_from_args(args, creating=cmd == "create")
             if cell is not None:
+                if cmd == "create" and not args.manager and cli.looks_like_environment_yaml(cell):
+                    spec["manager"] = args.manager = "conda"  # a %%envmgr cell holding an environment.yaml
                 spec["packages"] = merge_packages(args.__dict__.get("manager") or "pip", cell, spec.get("packages", ""))
             record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
             self.report(client, record, args.wait)
@@ -93,14 +95,14 @@ class EnvmgrMagics(Magics):
         rich = in_notebook(self.shell)
         handle = None
         if rich:
-            from IPython.display import HTML, display
+            from IPython.display import display
 
-            handle = display(HTML(""), display_id=True)
+            handle = display({"text/plain": ""}, raw=True, display_id=True)
         while True:
             record = client.get(name)
             tail = "\n".join(client.log(name).splitlines()[-LOG_LINES:])
-            if rich:
-                handle.update(HTML(progress_html(record, tail)))
+            if rich:  # text/plain beside text/html: papermill, nbconvert and consoles show the text
+                handle.update({"text/html": progress_html(record, tail), "text/plain": progress_line(record)}, raw=True)
             else:
                 sys.stdout.write("\r\033[K" + progress_line(record))
                 sys.stdout.flush()
@@ -114,9 +116,45 @@ class EnvmgrMagics(Magics):
         if not in_notebook(self.shell):
             cli.print_table(records)
             return
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(table_html(records)))
+        display({"text/html": table_html(records), "text/plain": table_text(records)}, raw=True)
+
+    def pip(self, line: str) -> None:
+        """`%pip` in an envmgr environment's kernel: installs become a new revision, never an in-place edit."""
+        own = os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT", "")
+        name = own.partition("/")[2] or own
+        words = shlex.split(line)
+        quiet = {"-q", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--user"}
+        if words[:1] == ["install"] and words[1:] and all(not w.startswith("-") or w in quiet for w in words[1:]):
+            packages = [w for w in words[1:] if not w.startswith("-")]
+            if packages:
+                print(f"{name} is an envmgr environment: adding {' '.join(packages)} as a new revision "
+                      "(the running kernel keeps its own revision until it restarts)")
+                return self.envmgr("install " + " ".join(shlex.quote(p) for p in packages))
+        if words[:1] in (["list"], ["freeze"]):
+            from importlib import metadata
+
+            dists = sorted({(d.metadata["Name"] or "", d.version) for d in metadata.distributions()}, key=lambda d: d[0].lower())
+            print("\n".join(f"{n}=={v}" if words[0] == "freeze" else f"{n:40} {v}" for n, v in dists if n))
+            return None
+        print(f"This kernel runs {name!r}, an envmgr environment: its revisions are built by the server and never "
+              f"changed in place. Add packages with `%pip install PKG...` or `%envmgr install PKG...` (a new revision), "
+              f"or change its packages with `%envmgr update {name} ...` or in the Environments panel.")
+        return None
+
+
+def table_text(records: list) -> str:
+    """The CLI's table, for clients that show only text/plain."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.print_table(records)
+    if not records:
+        out.write("no environments yet: %envmgr create NAME PKG... --wait\n")
+    return out.getvalue().rstrip("\n")
 
 
 def table_html(records: list) -> str:
@@ -142,4 +180,7 @@ def progress_html(record: dict, tail: str) -> str:
 
 
 def load_ipython_extension(ipython) -> None:
-    ipython.register_magics(EnvmgrMagics)
+    magics = EnvmgrMagics(ipython)
+    ipython.register_magics(magics)
+    if os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT"):  # our environments have no pip: %pip goes through the server
+        ipython.register_magic_function(magics.pip, "line", "pip")

@@ -4,6 +4,15 @@ import asyncio
 import pytest
 
 
+CAPTURE = """from IPython.utils.capture import capture_output
+with capture_output() as captured:
+    get_ipython().run_line_magic("envmgr", {line!r})
+for output in captured.outputs:
+    print(sorted(output.data))
+    print(output.data["text/plain"])
+"""
+
+
 def run(server, kernel, code):
     return asyncio.run(server.client.run_code(kernel, code, timeout=300))
 
@@ -29,8 +38,17 @@ def test_magics_in_an_environment_kernel(server, local_index):
     assert "line-env: ready" in made
     assert server.client.get("line-env")["labels"] == {"team": "nb"}
 
-    installed = run(server, "envmgr-nb-env", "%envmgr install envmgr-extra-pkg")
-    assert "restart the kernel" in installed and "Traceback" not in installed
+    # Text-only clients (papermill, nbconvert, consoles) get text/plain beside the HTML.
+    shown = run(server, "envmgr-nb-env", CAPTURE.format(line="list"))
+    assert "['text/html', 'text/plain']" in shown and "NAME" in shown and "nb-env" in shown, shown
+
+    # %pip in an environment's kernel adds a revision through the server; it never edits this one in place.
+    how = run(server, "envmgr-nb-env", "%pip uninstall -y envmgr-demo-pkg")
+    assert "never changed in place" in how and "%envmgr install" in how and "Traceback" not in how
+    listed_here = run(server, "envmgr-nb-env", "%pip list")
+    assert "envmgr-demo-pkg" in listed_here and "1.0" in listed_here
+    installed = run(server, "envmgr-nb-env", "%pip install envmgr-extra-pkg")
+    assert "as a new revision" in installed and "restart the kernel" in installed and "Traceback" not in installed
     record = server.client.get("nb-env")
     assert record["ready_revision"] == 2 and "envmgr-extra-pkg" in record["packages"]
     fresh = run(server, "envmgr-nb-env", "import envmgr_extra_pkg, envmgr_demo_pkg; print(envmgr_extra_pkg.__version__, envmgr_demo_pkg.__version__)")
