@@ -147,6 +147,12 @@ def _rules(step, text, lines):
     m = re.search(r"there is no version of (\S+?)(?:,| and | we )", text)
     if m:
         return f"no version matches {m[1]} on the package indexes: change that pin in packages"
+    m = re.search(r"Because only (.+?) (?:is|are) available and you require (\S+?),? we can", text)
+    if m:
+        return f"no version matches {m[2]} on the package indexes (they have {m[1]}): change that pin in packages"
+    m = re.search(r"No solution found when resolving dependencies.*?\n(Because [^\n]+?)(?:, we can conclude[^\n]*)?$", text, re.M | re.S)
+    if m:
+        return f"the requirements cannot be satisfied together: {m[1]}; change the pins in packages"
     m = re.search(r"Hash mismatch for `?([^`\s]+)`?", text)
     if m:
         return (f"{m[1]} as downloaded does not match its --hash in packages: regenerate the lock (uv pip compile "
