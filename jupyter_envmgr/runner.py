@@ -87,7 +87,7 @@ def run_step(step, env, log, deadline):
             text = line.decode(errors="replace").rstrip("\r")
             log.write(text + "\n")
             if text.strip() and not text.startswith("[envmgr-progress]"):
-                tail.append(text.strip())
+                tail.append(text.rstrip())  # indentation kept: it tells a wrapped line from a new one
     if buf:
         log.write(buf.decode(errors="replace") + "\n")
         tail.append(buf.decode(errors="replace").strip())
@@ -153,6 +153,16 @@ def _rules(step, text, lines):
     m = re.search(r"No solution found when resolving dependencies.*?\n(Because [^\n]+?)(?:, we can conclude[^\n]*)?$", text, re.M | re.S)
     if m:
         return f"the requirements cannot be satisfied together: {m[1]}; change the pins in packages"
+    # -r/-c files: named, never quoted (an included file's lines may be anything, so no tool text is echoed)
+    m = re.search(r"failed to read from file `([^`]+)`", text)
+    if m:
+        return f"could not read {m[1]}, a file named by an -r/-c line in packages: check that it exists where the build runs"
+    m = re.search(r"(?:parse|read|open)\w* (?:requirement|constraint|included file)s?(?: file)? (?:in |at )?`?([^`\s]+)`?", text, re.I)
+    if m and step in ("install", "pip"):
+        return f"the requirements file {m[1]} could not be read as requirements: check it and the files it includes"
+    if "Distribution not found at" in text:
+        return ("a local path in packages, or in a file it includes, does not exist where the build runs: check the "
+                "paths (an administrator lists the allowed ones in c.EnvManagerApp.allowed_source_dirs)")
     m = re.search(r"Hash mismatch for `?([^`\s]+)`?", text)
     if m:
         return (f"{m[1]} as downloaded does not match its --hash in packages: regenerate the lock (uv pip compile "
@@ -189,9 +199,16 @@ def _rules(step, text, lines):
 
 def summarize(step, code, tail):
     """The failure as one line of at most 300 characters: what failed and what to do (the log keeps the rest)."""
-    lines = [line.lstrip("×╰─▶│ ").strip() for line in tail]
-    lines = [line[len("cause: "):] if line.startswith("cause: ") else line for line in lines]
-    lines = [line for line in lines if line and not line.startswith(NOISE)]
+    lines = []
+    for raw in tail:  # uv wraps long lines: an indented line that starts no new cause continues the last one
+        line = raw.lstrip("×╰─▶│ ").strip()
+        if line.startswith("cause: "):
+            line = line[len("cause: "):]
+        elif lines and raw[:1].isspace() and not line.startswith(("Caused by", "hint:")):
+            lines[-1] += " " + line
+            continue
+        if line and not line.startswith(NOISE):
+            lines.append(line)
     text = "\n".join(lines)
     message = _rules(step, text, lines)
     if message is None:

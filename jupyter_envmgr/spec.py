@@ -418,7 +418,8 @@ def _refuse_unknown(body: dict, allowed: set) -> None:
     if unknown:
         raise EnvmgrError(
             400, "unknown_field",
-            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}",
+            str(unknown[0]) if len(unknown) == 1 else "",
         )
 
 

@@ -71,6 +71,19 @@ def test_hash_lock_installs_and_a_wrong_hash_is_named(tmp_path, venv, local_inde
     assert "envmgr-demo-pkg==2.0 as downloaded does not match its --hash" in message, message
 
 
+def test_an_included_file_is_named_never_quoted(tmp_path, venv, local_index):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    top = tmp_path / "top.txt"
+    top.write_text(f"-r {secret}\n")
+    result, _ = run_plan(tmp_path, venv, local_index.url, "-r", str(top))
+    assert result["status"] == "failed" and "root:x" not in result["message"], result["message"]
+    assert "a local path in packages" in one_line(result["message"])
+    top.write_text(f"-r {tmp_path / 'missing.txt'}\n")
+    result, _ = run_plan(tmp_path, venv, local_index.url, "-r", str(top))
+    assert f"could not read {tmp_path / 'missing.txt'}" in one_line(result["message"])
+
+
 @pytest.mark.parametrize("step,tail,words", [
     ("conda", ["error: could not install the environment (GatewayError):",
                "error sending request for url (http://127.0.0.1:9/chan/linux-64/repodata.json)",
