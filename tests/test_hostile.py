@@ -174,5 +174,15 @@ async def test_any_query_is_a_4xx_or_fine(api, envmgr_root):
         assert got < 500, (path, params, got, data)
         if got >= 400:
             assert data["message"], (path, params, data)
+    for body in [{"action": "rollback", "revision": "\u00b2"}, {"action": "rollback", "revision": 10 ** 40},
+                 {"action": "rollback", "revision": True}, {"action": "clone", "name": "nl-name\n"},
+                 {"action": "clone", "name": ["x"]}, {"action": ["cancel"]}, {"action": None}, {"action": "rebuild", "x": 1},
+                 {"action": "clone", "name": "query-env"}]:
+        got, data = await api.call("POST", "environments/query-env/actions", body)
+        assert 400 <= got < 500 and data["message"], (body, got, data)
+    for body in [{"packages": ["six"]}, {"python": "3.12\n"}, {"labels": {"a\n": "b"}}, {"index_urls": ["http://[::1/x"]},
+                 {"env_vars": {"A": None}}, {"name": "query-env", "manager": "conda"}, {"revision": 7}]:
+        got, data = await api.call("PATCH", "environments/query-env", body)
+        assert 400 <= got < 500 and data["message"], (body, got, data)
     listed = (await api.ok("GET", "environments"))["environments"]
     assert [r["name"] for r in listed] == ["query-env"]
