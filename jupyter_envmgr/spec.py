@@ -249,6 +249,8 @@ def check_choice(fieldname: str, value: Any, choices: Iterable[str], what: str) 
 COMMENT_RE = re.compile(r"(?:\A|\s)#.*\Z", re.DOTALL)
 #: pip expands ${NAME} (upper case, digits, '_'); we expand it from the spec's env_vars.
 ENV_REF_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+#: A requirement that ends so is a file to install, whatever else it looks like (pip and uv agree).
+ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
 HASH_RE = re.compile(r"\A(?:sha256|sha384|sha512|sha224|sha1|md5):[0-9a-fA-F]+\Z")
 #: Short option names pip accepts in requirements files, as their long names (what policy lists).
 SHORT_OPTIONS = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint", "-e": "--editable",
@@ -291,7 +293,11 @@ def expand_variables(lineno: int, line: str, variables: dict) -> str:
                                       "the value itself")
         return variables[m[1]]
 
-    return ENV_REF_RE.sub(value, line)
+    line = ENV_REF_RE.sub(value, line)
+    if "${" in line:  # what we did not expand, uv must not expand from the build's environment either
+        raise invalid("packages", f"line {lineno}: only ${{NAME}} references with upper-case letters, digits and '_' "
+                                  "are expanded (from env_vars); write the value itself")
+    return line
 
 
 def parse_requirements(text: str, variables: Optional[dict] = None) -> list:
@@ -338,6 +344,8 @@ def _classify(lineno: int, line: str) -> RequirementLine:
         text = f"{name} {value}".strip() if not rest else line
         if name == "--editable" and value.startswith(("/", ".", "~", "file:")):
             return RequirementLine(lineno, text, "path", target=value, option=name)
+        if name == "--editable" and "://" in value:  # -e git+https://...: a direct URL, judged as one
+            return RequirementLine(lineno, text, "url", target=value, option=name)
         return RequirementLine(lineno, text, "option", target=value, option=name)
     req_text = " ".join(args)
     hashes, other = [], ""
@@ -355,7 +363,7 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     text = req_text + "".join(f" --hash={h}" for h in hashes)
     if other:
         return RequirementLine(lineno, line, "option", target=req_text, option=other)
-    if req_text.startswith((".", "/", "~")) or req_text.startswith("file:"):
+    if req_text.startswith((".", "/", "~", "file:")) or req_text.lower().endswith(ARCHIVES):
         return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
     if "://" in req_text.split("@")[0]:
         return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)

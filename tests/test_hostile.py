@@ -26,6 +26,8 @@ SMUGGLED = [
     ("option-with-equals", "--extra-index-url=http://host/simple\n", "--extra-index-url"),
     ("per-requirement-option", "six --config-settings=x=y\n", "--config-settings"),
     ("variable-makes-option", "${OPT}\nsix\n", "--index-url"),
+    ("bare-archive-name", "evil-1.0-py3-none-any.whl\n", "allowed_source_dirs"),
+    ("editable-vcs-url", "-e git+https://host/x.git#egg=x\n", "--editable"),
 ]
 
 
@@ -61,10 +63,12 @@ def test_requirements_are_read_as_pip_reads_them():
     ("six --hash\n", "--hash needs a value"),
     ("numpy>=>2\n", "line 1"),
     ("six\n\0\n", "NUL"),
+    ("six @ https://host/${lower_case}\n", "upper-case"),
+    ("x==${NESTED}\n", "upper-case"),
 ])
 def test_malformed_requirements_are_422_naming_the_line(packages, word):
     with pytest.raises(EnvmgrError) as e:
-        Policy().check_requirement_lines(packages)
+        Policy().check_requirement_lines(packages, variables={"NESTED": "${OTHER}"})
     assert e.value.status == 422 and e.value.field == "packages" and word in e.value.message
 
 
