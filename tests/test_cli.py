@@ -22,6 +22,7 @@ def server(servers):
     return servers("cli")
 
 
+@pytest.mark.slow
 def test_cli_round_trip(server, local_index, tmp_path):
     made = envmgr(server, "create", "cli-env", "envmgr-demo-pkg==1.0", "--index-url", local_index.url,
                   "--label", "team=data", "--env", "MY_VAR=1", "--wait")
@@ -58,6 +59,7 @@ def test_cli_round_trip(server, local_index, tmp_path):
     assert "cli-env" not in envmgr(server, "list").stdout
 
 
+@pytest.mark.slow
 def test_cli_errors_are_the_servers_message(server):
     bad = envmgr(server, "create", "Bad_Name")
     assert bad.returncode == 1

@@ -22,6 +22,7 @@ def server(servers):
     return servers("magics")
 
 
+@pytest.mark.slow
 def test_magics_in_an_environment_kernel(server, local_index):
     url = local_index.url
     server.client.create({"name": "nb-env", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [url]})
@@ -67,6 +68,7 @@ def test_magics_in_an_environment_kernel(server, local_index):
     assert refused.count("error: name:") == 1 and "Traceback" not in refused
 
 
+@pytest.mark.slow
 def test_magics_in_a_plain_kernel(server):
     out = run(server, "python3", "%load_ext jupyter_envmgr\n%envmgr list")
     assert "no environments yet" in out
