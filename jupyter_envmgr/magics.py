@@ -15,7 +15,7 @@ import time
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import cli
-from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, progress_line
+from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, merge_pip_packages, progress_line
 
 LOG_LINES = 8
 
@@ -69,7 +69,10 @@ class EnvmgrMagics(Magics):
         namespace, _, name = own.partition("/")
         client.namespace = namespace
         record = client.get(name)
-        packages = merge_packages(record["manager"], record["packages"], "\n".join(args.packages))
+        if getattr(args, "pip", False) and record["manager"] == "conda":  # %pip: the environment.yaml's pip sub-list
+            packages = merge_pip_packages(record["packages"], "\n".join(args.packages))
+        else:
+            packages = merge_packages(record["manager"], record["packages"], "\n".join(args.packages))
         if packages == record["packages"]:
             print(f"{name} already lists {' '.join(args.packages)}")
             return
@@ -131,7 +134,13 @@ class EnvmgrMagics(Magics):
             if packages:
                 print(f"{name} is an envmgr environment: adding {' '.join(packages)} as a new revision "
                       "(the running kernel keeps its own revision until it restarts)")
-                return self.envmgr("install " + " ".join(shlex.quote(p) for p in packages))
+                try:
+                    args = cli.parse_args(cli.build_parser(prog="%pip", in_kernel=True), ["install", *packages])
+                    args.pip = True
+                    self.install(EnvmgrClient.discover(), args)
+                except ClientError as e:
+                    print(f"error: {e.message}", file=sys.stderr)
+                return None
         if words[:1] in (["list"], ["freeze"]):
             from importlib import metadata
 

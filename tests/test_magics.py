@@ -78,3 +78,15 @@ def test_magics_in_a_plain_kernel(server):
     out = run(server, "python3", f"%load_ext jupyter_envmgr\n%envmgr --url http://127.0.0.1:{server.port}/ --token wrong list")
     assert "error:" in out and "Traceback" not in out
     assert server.token not in out
+
+
+def test_pip_install_in_a_conda_environment_goes_to_its_pip_sub_list():
+    from jupyter_envmgr.client import merge_pip_packages
+    from jupyter_envmgr.conda import parse_environment
+
+    text = "channels:\n  - conda-forge\ndependencies:\n  - numpy\n  - pip:\n      - six\nvariables:\n  A: b\n"
+    merged = parse_environment(merge_pip_packages(text, "attrs==23.1\nsix"))
+    assert [d.text for d in merged.specs] == ["numpy"] and [d.text for d in merged.pip] == ["six", "attrs==23.1"]
+    assert merged.variables == {"A": "b"}
+    fresh = parse_environment(merge_pip_packages("dependencies:\n  - numpy\n", "attrs"))
+    assert [d.text for d in fresh.specs] == ["numpy"] and [d.text for d in fresh.pip] == ["attrs"]
