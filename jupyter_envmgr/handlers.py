@@ -73,8 +73,10 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
             return {}
         try:
             return json.loads(raw)
-        except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
+        except ValueError as e:
             raise EnvmgrError(400, "invalid_json", f"the body is not valid JSON ({e}); send a JSON object") from None
+        except RecursionError:
+            raise EnvmgrError(400, "invalid_json", "the body nests too deeply to be a request; send a flat JSON object") from None
 
     def namespace(self, body_namespace: Optional[str] = None) -> str:
         """The namespace of this request, after the authorizer agreed to it (resource envmgr:<ns>)."""
@@ -173,7 +175,7 @@ class LogHandler(EnvmgrHandler):
             return record["revision"]
         numbers = [r["revision"] for r in record.get("revisions", [])]
         if not (raw.isascii() and raw.isdigit()) or int(raw) not in numbers:
-            raise invalid("revision", f"{raw!r} is not a kept revision of {record['name']!r}; kept: {numbers}")
+            raise invalid("revision", f"{raw[:20]!r} is not a kept revision of {record['name']!r}; kept: {numbers}")
         return int(raw)
 
     async def _follow(self, ns: str, name: str, revision: int, path: str, secrets: list) -> None:

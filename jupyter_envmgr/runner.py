@@ -97,7 +97,8 @@ def run_step(step, env, log, deadline):
     return (124 if timed_out else code), list(tail), timed_out
 
 
-NOISE = ("Using Python ", "Using CPython ", "Resolved ", "Prepared ", "Audited ", "==> ", "-->")
+NOISE = ("Using Python ", "Using CPython ", "Resolved ", "Prepared ", "Audited ")
+CHATTER = NOISE + ("==> ", "-->")  # lines that never explain a failure
 MAX_MESSAGE = 300
 INDEX_SETTING = "check index_urls (an administrator allows indexes with c.EnvManagerApp.allowed_index_urls)"
 CHANNEL_SETTING = "the channels of environment.yaml (an administrator sets c.EnvManagerApp.conda_channels)"
@@ -207,7 +208,7 @@ def summarize(step, code, tail):
         elif lines and raw[:1].isspace() and not line.startswith(("Caused by", "hint:")):
             lines[-1] += " " + line
             continue
-        if line and not line.startswith(NOISE):
+        if line and not line.startswith(CHATTER):
             lines.append(line)
     text = "\n".join(lines)
     message = _rules(step, text, lines)
