@@ -66,3 +66,29 @@ def test_each_file_gets_its_recorded_outcome(entry):
     assert expect["message_contains"] in summary, (entry["file"], summary[:2000])
     if spec.manager == "pip":  # what uv gets: no comments, no continuations, one requirement per line
         assert "#" not in summary and "\\" not in summary
+
+
+DRY_RUN = hasattr(__import__("jupyter_envmgr.handlers", fromlist=["x"]).EnvmgrHandler, "dry_run")
+
+
+@pytest.mark.skipif(not DRY_RUN, reason="POST ?dry_run=1 comes with the core branch")
+@pytest.mark.parametrize("envmgr_overrides", [{
+    "python_interpreters": {"3.11.9": os.path.realpath(os.sys.executable), "3.12.3": os.path.realpath(os.sys.executable)},
+    "default_python": DEFAULT_PYTHON, "conda_channels": ["conda-forge"],
+}])
+async def test_each_file_posted_as_a_dry_run(api, envmgr_root):
+    """The same outcomes through a real server's POST ?dry_run=1: 200 with the record it would create, or the 4xx."""
+    for entry in MANIFEST:
+        body = {"name": "corpus-env", "manager": entry["manager"],
+                "packages": open(os.path.join(CORPUS, entry["file"])).read()}
+        status, data = await api.call("POST", "environments", body, dry_run=1)
+        expect = entry["expect"]
+        assert status == expect["status"], (entry["file"], status, data)
+        if status == 200:
+            assert data["name"] == "corpus-env" and data["packages"] == body["packages"], entry["file"]
+            if expect["message_contains"].startswith("python "):
+                assert data["python"] == expect["message_contains"].split()[1], (entry["file"], data["python"])
+        else:
+            assert data["field"] == "packages" and expect["message_contains"] in data["message"], (entry["file"], data)
+    assert not os.path.isdir(os.path.join(envmgr_root, "envs", "default")) or not os.listdir(
+        os.path.join(envmgr_root, "envs", "default"))
