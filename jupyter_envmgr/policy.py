@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
-from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, redact_url
+from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, redact_url, short
 
 #: Requirement-file options whose argument is an index (checked like index_urls when allowed).
 URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}
@@ -82,7 +82,7 @@ class Policy:
         lines = parse_requirements(text, variables)
         allowed = {SHORT_OPTIONS.get(o.split("=")[0], o.split("=")[0]) for o in self.allowed_requirement_options}
         for line in lines:
-            where = f"line {line.lineno}: {line.text!r}"
+            where = f"line {line.lineno}: {short(line.text)}"
             if line.kind == "option":
                 if line.option not in allowed:
                     raise forbidden(

@@ -108,6 +108,12 @@ class Offer:
 # ---------------------------------------------------------------- field checks
 
 
+def short(value: Any, limit: int = 80) -> str:
+    """A value quoted in a message, cut short: a message never echoes a whole megabyte back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def check_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise invalid("name", "is required: 2-63 lowercase letters, digits or '-', e.g. 'torch-cpu'")
@@ -116,7 +122,7 @@ def check_name(value: Any) -> str:
     if not NAME_RE.fullmatch(value):
         raise invalid(
             "name",
-            f"{value!r} is not allowed: use lowercase letters, digits and '-', starting and ending "
+            f"{short(value)} is not allowed: use lowercase letters, digits and '-', starting and ending "
             "with a letter or digit (a DNS-1123 label), e.g. 'torch-cpu'",
         )
     return value
@@ -136,11 +142,11 @@ def check_label_key(fieldname: str, key: Any) -> str:
         raise invalid(fieldname, "keys must be non-empty strings")
     prefix, _, name = key.rpartition("/")
     if "/" in key and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(prefix)):
-        raise invalid(fieldname, f"key {key!r}: the prefix before '/' must be a DNS subdomain such as 'example.com'")
+        raise invalid(fieldname, f"key {short(key)}: the prefix before '/' must be a DNS subdomain such as 'example.com'")
     if not name or len(name) > 63 or not LABEL_NAME_RE.fullmatch(name):
         raise invalid(
             fieldname,
-            f"key {key!r}: the name must be 1-63 characters of letters, digits, '-', '_' or '.', "
+            f"key {short(key)}: the name must be 1-63 characters of letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit",
         )
     return key
@@ -152,11 +158,11 @@ def check_labels(value: Any) -> dict:
     for key, val in value.items():
         check_label_key("labels", key)
         if not isinstance(val, str):
-            raise invalid("labels", f"value of {key!r} must be a string")
+            raise invalid("labels", f"value of {short(key)} must be a string")
         if val and (len(val) > 63 or not LABEL_NAME_RE.fullmatch(val)):
             raise invalid(
                 "labels",
-                f"value {val!r} of {key!r}: at most 63 letters, digits, '-', '_' or '.', "
+                f"value {short(val)} of {short(key)}: at most 63 letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit (or empty)",
             )
     return dict(value)
@@ -169,7 +175,7 @@ def check_annotations(value: Any) -> dict:
     for key, val in value.items():
         check_label_key("annotations", key)
         if not isinstance(val, str):
-            raise invalid("annotations", f"value of {key!r} must be a string")
+            raise invalid("annotations", f"value of {short(key)} must be a string")
         size += len(key.encode()) + len(val.encode())
     if size > MAX_ANNOTATIONS_BYTES:
         raise invalid("annotations", "keys and values together must stay under 256 KiB")
@@ -181,17 +187,17 @@ def check_env_vars(value: Any) -> dict:
         raise invalid("env_vars", 'must be an object such as {"HF_HOME": "/data/hf"}')
     for key, val in value.items():
         if not isinstance(key, str) or not ENV_VAR_RE.fullmatch(key):
-            raise invalid("env_vars", f"{key!r} is not a variable name: use letters, digits and '_', not starting with a digit")
+            raise invalid("env_vars", f"{short(key)} is not a variable name: use letters, digits and '_', not starting with a digit")
         if not isinstance(val, str):
-            raise invalid("env_vars", f"value of {key!r} must be a string")
+            raise invalid("env_vars", f"value of {short(key)} must be a string")
         if "\0" in val:
-            raise invalid("env_vars", f"value of {key!r} must not contain a NUL byte")
+            raise invalid("env_vars", f"value of {short(key)} must not contain a NUL byte")
     return dict(value)
 
 
 def check_gpu(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise invalid("gpu", f"must be a non-negative integer (number of GPUs), not {value!r}")
+        raise invalid("gpu", f"must be a non-negative integer (number of GPUs), not {short(value)}")
     if value > 64:
         raise invalid("gpu", f"{value} GPUs is more than any node has; use at most 64")
     return value
@@ -203,19 +209,19 @@ def check_index_urls(value: Any) -> list:
     urls = []
     for url in value:
         if not isinstance(url, str):
-            raise invalid("index_urls", f"{url!r} is not a string")
+            raise invalid("index_urls", f"{short(url)} is not a string")
         if any(c.isspace() or not c.isprintable() for c in url):
-            raise invalid("index_urls", f"{redact_url(url)!r} contains white space or control characters")
+            raise invalid("index_urls", f"{short(redact_url(url))} contains white space or control characters")
         try:
             parts = urlsplit(url)
             host, port = parts.hostname, parts.port  # both raise ValueError on a bad IPv6 host or port
         except ValueError as e:
-            raise invalid("index_urls", f"{redact_url(url)!r} is not a valid URL ({e}); write e.g. "
+            raise invalid("index_urls", f"{short(redact_url(url))} is not a valid URL ({e}); write e.g. "
                                         "'https://mirror.example/simple'") from None
         if parts.scheme not in ("http", "https") or not host:
-            raise invalid("index_urls", f"{redact_url(url)!r} is not an http(s) URL of a package index")
+            raise invalid("index_urls", f"{short(redact_url(url))} is not an http(s) URL of a package index")
         if port == 0 or (parts.netloc.rpartition("@")[2].endswith(":") and port is None):
-            raise invalid("index_urls", f"{redact_url(url)!r} has no usable port; use 1-65535 or leave it out")
+            raise invalid("index_urls", f"{short(redact_url(url))} has no usable port; use 1-65535 or leave it out")
         urls.append(url)
     return urls
 
@@ -223,11 +229,11 @@ def check_index_urls(value: Any) -> list:
 def check_python(value: Any, offered: Iterable[str]) -> str:
     """Accept `X.Y` or `X.Y.Z` when an offered interpreter matches it."""
     offered = list(offered)
-    short = sorted({".".join(v.split(".")[:2]) for v in offered}, key=_version_key)
+    versions = sorted({".".join(v.split(".")[:2]) for v in offered}, key=_version_key)
     if not isinstance(value, str) or not PYTHON_RE.fullmatch(value):
-        raise invalid("python", f"{value!r} is not a Python version; use one of {', '.join(short)}")
+        raise invalid("python", f"{short(value)} is not a Python version; use one of {', '.join(versions)}")
     if not any(v == value or v.startswith(value + ".") for v in offered):
-        raise invalid("python", f"{value} is not offered by this server; use one of {', '.join(short)} (see GET /envmgr/api/info)")
+        raise invalid("python", f"{value} is not offered by this server; use one of {', '.join(versions)} (see GET /envmgr/api/info)")
     return value
 
 
@@ -238,7 +244,7 @@ def _version_key(v: str):
 def check_choice(fieldname: str, value: Any, choices: Iterable[str], what: str) -> str:
     choices = list(choices)
     if value not in choices:
-        raise invalid(fieldname, f"{value!r} is not {what}; use one of {', '.join(map(str, choices)) or '(none)'}")
+        raise invalid(fieldname, f"{short(value)} is not {what}; use one of {', '.join(map(str, choices)) or '(none)'}")
     return value
 
 
@@ -370,7 +376,7 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     try:
         req = Requirement(req_text)
     except InvalidRequirement as e:
-        raise invalid("packages", f"line {lineno}: {req_text!r} is not a requirement ({e}); write e.g. 'numpy>=2' or "
+        raise invalid("packages", f"line {lineno}: {short(req_text)} is not a requirement ({e}); write e.g. 'numpy>=2' or "
                                   "'pandas==2.2.*'") from None
     if req.url:
         kind = "path" if req.url.startswith("file:") else "url"
@@ -469,7 +475,7 @@ def _check_field(key: str, value: Any, offer: Offer, manager: str) -> Any:
 
 def _check_manager_offered(value: str, offer: Offer) -> str:
     if value not in offer.managers:
-        raise invalid("manager", f"{value!r} environments cannot be built by this server right now; use one of {', '.join(offer.managers)}")
+        raise invalid("manager", f"{short(value)} environments cannot be built by this server right now; use one of {', '.join(offer.managers)}")
     return value
 
 
@@ -493,7 +499,7 @@ def parse_create(body: Any, offer: Offer, default_python, namespace: Optional[st
     _refuse_unknown(body, CREATE_FIELDS)
     values = {k: body[k] for k in CREATE_FIELDS if k in body and body[k] is not None}
     if namespace is not None and values.setdefault("namespace", namespace) != namespace:
-        raise invalid("namespace", f"the body says {values['namespace']!r} but ?namespace= says {namespace!r}")
+        raise invalid("namespace", f"the body says {short(values['namespace'])} but ?namespace= says {short(namespace)}")
     manager = values.get("manager", "pip")
     for key in ("name",) + tuple(sorted(values)):
         if key == "name" or key in values:

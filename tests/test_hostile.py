@@ -190,3 +190,10 @@ async def test_any_query_is_a_4xx_or_fine(api, envmgr_root):
         assert 400 <= got < 500 and data["message"], (body, got, data)
     listed = (await api.ok("GET", "environments"))["environments"]
     assert [r["name"] for r in listed] == ["query-env"]
+
+
+def test_messages_never_echo_a_huge_value():
+    for text in ["x" * 60_000 + " >=< 1\n", "-r " + "/" * 60_000 + "\n", "six @ https://host/" + "a" * 60_000 + "\n"]:
+        with pytest.raises(EnvmgrError) as e:
+            Policy().check_requirement_lines(text)
+        assert len(e.value.message) < 1000, len(e.value.message)
