@@ -376,7 +376,8 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     try:
         req = Requirement(req_text)
     except InvalidRequirement as e:
-        raise invalid("packages", f"line {lineno}: {short(req_text)} is not a requirement ({e}); write e.g. 'numpy>=2' or "
+        why = str(e).splitlines()[0] if str(e) else "not PEP 508"  # packaging adds the line and a caret below
+        raise invalid("packages", f"line {lineno}: {short(req_text)} is not a requirement ({why}); write e.g. 'numpy>=2' or "
                                   "'pandas==2.2.*'") from None
     if req.url:
         kind = "path" if req.url.startswith("file:") else "url"
