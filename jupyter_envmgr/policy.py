@@ -5,6 +5,7 @@ Policy is plain data (built from the app's traits) so that it can be checked bef
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -20,6 +21,7 @@ from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, 
 URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}
 #: Options whose argument is a file on the server (only under allowed_source_dirs when allowed).
 FILE_OPTIONS = {"--requirement", "--constraint"}
+MAX_INCLUDE_DEPTH = 5
 
 
 #: What kernels need of base packages, whatever the administrator lists.
@@ -77,10 +79,16 @@ class Policy:
                     f"{', '.join(self.allowed_index_urls)} (an administrator sets c.EnvManagerApp.allowed_index_urls)",
                 )
 
-    def check_requirement_lines(self, text: str, fieldname: str = "packages", variables: Optional[dict] = None) -> list:
-        """Parse pip requirement text and refuse lines the policy does not allow; returns the judged lines."""
+    def check_requirement_lines(self, text: str, fieldname: str = "packages", variables: Optional[dict] = None,
+                                _seen: tuple = ()) -> list:
+        """Parse pip requirement text and refuse lines the policy does not allow; returns the judged lines.
+
+        An allowed `-r FILE` is read here and replaced by its judged lines, so uv never opens a file the
+        policy did not see; an allowed `-c FILE` stays (constraints cannot be inlined) but its lines are judged.
+        """
         lines = parse_requirements(text, variables)
         allowed = {SHORT_OPTIONS.get(o.split("=")[0], o.split("=")[0]) for o in self.allowed_requirement_options}
+        judged = []
         for line in lines:
             where = f"line {line.lineno}: {short(line.text)}"
             if line.kind == "option":
@@ -99,6 +107,10 @@ class Policy:
                     self.check_index_urls([line.target], fieldname)
                 elif line.option in FILE_OPTIONS:
                     self.check_source_path(line.target, fieldname, f"line {line.lineno}")
+                    included = self._included(line, fieldname, variables, _seen)
+                    if line.option == "--requirement":
+                        judged += included
+                        continue
             elif line.kind == "url" and not self.allow_direct_urls:
                 raise forbidden(
                     fieldname,
@@ -107,7 +119,34 @@ class Policy:
                 )
             elif line.kind == "path":
                 self.check_source_path(line.target, fieldname, where)
-        return lines
+            judged.append(line)
+        return judged
+
+    def _included(self, line, fieldname: str, variables: Optional[dict], seen: tuple) -> list:
+        """The judged lines of the file an -r/-c line names. Its contents are never quoted back."""
+        path = os.path.realpath(os.path.expanduser(line.target))
+        where = f"line {line.lineno}: {line.option} {short(line.target)}"
+        if path in seen or len(seen) >= MAX_INCLUDE_DEPTH:
+            raise invalid(fieldname, f"{where}: the file includes itself, or files nest deeper than {MAX_INCLUDE_DEPTH}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(self.max_packages_bytes + 1)
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise invalid(fieldname, f"{where}: the file cannot be read as UTF-8 text on the server "
+                                     f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+        if len(data) > self.max_packages_bytes:
+            raise invalid(fieldname, f"{where}: the file is larger than {self.max_packages_bytes} bytes "
+                                     "(c.EnvManagerApp.max_packages_bytes)")
+        try:
+            return self.check_requirement_lines(text, fieldname, variables, seen + (path,))
+        except EnvmgrError as e:
+            m = re.search(r"line (\d+)", e.message)
+            inner = f"line {m[1]} of that file" if m else "a line of that file"
+            what = ("is not allowed here (an option, a direct URL or a local path the policy refuses)"
+                    if e.status == 403 else "is not a valid requirement")
+            raise EnvmgrError(e.status, e.reason, f"{fieldname}: {where}: {inner} {what}; its contents are not shown",
+                              fieldname) from None
 
     def check_source_path(self, target: str, fieldname: str, where: str) -> None:
         path = target[len("file://"):] if target.startswith("file://") else target

@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_envmgr.errors import EnvmgrError
 from jupyter_envmgr.policy import Policy
-from jupyter_envmgr.recipes import BuildPaths, write_plan
+from jupyter_envmgr.recipes import BuildPaths, RecipeBook, Toolchain, write_plan
 from jupyter_envmgr.spec import EnvSpec, normalized_requirements, parse_requirements
 
 from test_validation import nothing_written
@@ -72,27 +72,55 @@ def test_malformed_requirements_are_422_naming_the_line(packages, word):
     assert e.value.status == 422 and e.value.field == "packages" and word in e.value.message
 
 
-def test_allowed_options_are_still_checked():
+def test_allowed_options_are_still_checked(tmp_path):
+    (tmp_path / "base.txt").write_text("six\n")
     policy = Policy(allowed_requirement_options=["-i", "--requirement"], allowed_index_urls=["https://mirror.example/"],
-                    allowed_source_dirs=["/srv/reqs"])
+                    allowed_source_dirs=[str(tmp_path)])
     policy.check_requirement_lines("-i https://mirror.example/simple\nsix\n")
     for text, status, word in [
         ("-i https://elsewhere.example/simple\n", 403, "allowed_index_urls"),
         ("-i http://[::1/simple\n", 422, "not a valid URL"),
         ("-r /etc/passwd\n", 403, "allowed_source_dirs"),
-        ("-r /srv/reqs/../../etc/passwd\n", 403, "allowed_source_dirs"),
+        (f"-r {tmp_path}/../../etc/passwd\n", 403, "allowed_source_dirs"),
     ]:
         with pytest.raises(EnvmgrError) as e:
             policy.check_requirement_lines(text)
         assert e.value.status == status and word in e.value.message, (text, e.value.message)
-    policy.check_requirement_lines("-r /srv/reqs/base.txt\n")
+    assert [l.text for l in policy.check_requirement_lines(f"-r {tmp_path}/base.txt\n")] == ["six"]
+
+
+def book(policy):
+    return RecipeBook(Toolchain(uv="uv", python_for=str, uv_cache_dir=""), policy.base_packages, policy=policy)
 
 
 def test_uv_gets_the_judged_text_not_the_raw_text(tmp_path):
     spec = EnvSpec(name="x", packages="# ops \\\nsix  # pinned \\\n\n${EXTRA}\n", env_vars={"EXTRA": "attrs==23.1"})
     paths = BuildPaths(prefix=str(tmp_path / "p"), build_dir=str(tmp_path / "b"), log=None, resources_dir=str(tmp_path))
-    write_plan(spec, paths, [], {}, 60)
+    steps, env = book(Policy()).steps(spec, paths)
+    write_plan(spec, paths, steps, env, 60)
     assert open(tmp_path / "b" / "requirements.txt").read() == "six\nattrs==23.1\n"
+
+
+def test_an_allowed_r_file_is_judged_and_inlined_and_never_quoted(tmp_path):
+    policy = Policy(allowed_requirement_options=["-r", "-c"], allowed_source_dirs=[str(tmp_path)])
+    (tmp_path / "base.txt").write_text("six  # a comment\nattrs==23.1 \\\n  --hash=sha256:" + SHA + "\n")
+    (tmp_path / "pins.txt").write_text("six<2\n")
+    spec = EnvSpec(name="x", packages=f"-r {tmp_path}/base.txt\n-c {tmp_path}/pins.txt\nnumpy\n")
+    paths = BuildPaths(prefix=str(tmp_path / "p"), build_dir=str(tmp_path / "b"), log=None, resources_dir=str(tmp_path))
+    book(policy).steps(spec, paths)
+    assert open(tmp_path / "b" / "requirements.txt").read() == (
+        f"six\nattrs==23.1 --hash=sha256:{SHA}\n--constraint {tmp_path}/pins.txt\nnumpy\n")
+    for content, status in [("--index-url http://host/simple\n", 403), ("root:x:0:0:root:/root:/bin/bash\n", 422),
+                            ("evil @ https://host/evil.whl\n", 403), (f"-r {tmp_path}/bad.txt\n", 422)]:
+        (tmp_path / "bad.txt").write_text(content)
+        for line in (f"-r {tmp_path}/bad.txt\n", f"-c {tmp_path}/bad.txt\n"):
+            with pytest.raises(EnvmgrError) as e:
+                policy.check_requirement_lines(line)
+            assert e.value.status == status and e.value.field == "packages", (content, e.value.message)
+            assert "host" not in e.value.message and "root:x" not in e.value.message, e.value.message
+    with pytest.raises(EnvmgrError) as e:
+        policy.check_requirement_lines(f"-r {tmp_path}/missing.txt\n")
+    assert e.value.status == 422 and "cannot be read" in e.value.message
 
 
 GOOD = {"name": "fine-name", "packages": "six\n"}

@@ -20,16 +20,23 @@ def pinned_python(packages: str, offered: list, default: str) -> Optional[str]:
 
 
 def write_inputs(spec: EnvSpec, paths) -> None:
-    """The lines policy judged, re-written: comments, continuations and ${VAR}s never reach uv raw."""
-    from . import _write
+    """`steps` writes the requirements (it has the policy, which inlines the -r files it allows)."""
 
-    lines = parse_requirements(spec.packages, spec.env_vars)
-    _write(os.path.join(paths.build_dir, REQUIREMENTS), normalized_requirements(lines))
+
+def judged_requirements(book, spec: EnvSpec) -> str:
+    """The lines policy judged, re-written: comments, continuations, ${VAR}s and -r files never reach uv raw."""
+    if book.policy is not None:
+        lines = book.policy.check_requirement_lines(spec.packages, variables=spec.env_vars)
+    else:
+        lines = parse_requirements(spec.packages, spec.env_vars)
+    return normalized_requirements(lines)
 
 
 def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
-    from . import Step
+    from . import Step, _write
 
+    os.makedirs(paths.build_dir, exist_ok=True)
+    _write(os.path.join(paths.build_dir, REQUIREMENTS), judged_requirements(book, spec))
     tools = book.tools
     return [
         Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
