@@ -31,13 +31,22 @@ def packages_text(args) -> Optional[str]:
     return text or None
 
 
+def looks_like_environment_yaml(text: str, path: str = "") -> bool:
+    """An environment.yml (by its name, or by a top-level `dependencies:`/`channels:` key) means conda."""
+    if path.endswith((".yml", ".yaml")):
+        return True
+    return any(line.startswith(("dependencies:", "channels:")) for line in (text or "").splitlines())
+
+
 def spec_from_args(args, creating: bool) -> dict:
     spec = {}
+    text = packages_text(args)
     if creating:
         spec["name"] = args.name
         if args.manager:
             spec["manager"] = args.manager
-    text = packages_text(args)
+        elif text and looks_like_environment_yaml(text, getattr(args, "file", None) or ""):
+            spec["manager"] = args.manager = "conda"  # -r environment.yml: unless --manager says otherwise
     if getattr(args, "preset", None):
         text = merge_packages(getattr(args, "manager", None) or "pip", text or "", args.preset_text)
     if text is not None:
@@ -310,8 +319,18 @@ def collect_garbage(args) -> int:
     return 0
 
 
+def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Options and packages in any order: `create NAME --wait six` as well as `create NAME six --wait`."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "packages") or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.packages = list(args.packages or []) + extra
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return run(args)
     except ClientError as e:

@@ -245,7 +245,7 @@ class EnvironmentManager:
         return record
 
     def _default_python(self, values: dict) -> str:
-        return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", "")) or self.settings.default_python
+        return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", ""), self.offer.python_versions, self.settings.default_python) or self.settings.default_python
 
     async def patch(self, namespace: str, name: str, body: dict, dry_run: bool = False) -> tuple:
         """Returns (record, built): built is True when a new revision started (or would, in a dry run)."""

@@ -140,8 +140,8 @@ async def test_unsatisfiable_create_fails_with_the_solver_explanation(api, envmg
                       "packages": env_yaml("envmgr-conda-demo>=99")})
     record = await api.wait(name)
     assert record["status"] == "failed" and record["ready_revision"] is None and record["kernel_name"] is None
-    assert "envmgr-conda-demo >=99" in record["message"] and "could not solve" in record["message"], record["message"]
-    assert "(exit 1)" in record["message"]  # a clean exit with the explanation, never a crash
+    assert "no conda package matches envmgr-conda-demo >=99" in record["message"], record["message"]
+    assert "\n" not in record["message"] and len(record["message"]) <= 300  # one line; the log has the rest
     log = await read_log(api, name)
     assert "could not solve the environment" in log and "envmgr-conda-demo" in log
     assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", name, "rev-0001"))
@@ -155,7 +155,6 @@ async def test_unsatisfiable_create_fails_with_the_solver_explanation(api, envmg
     (env_yaml("envmgr-conda-demo", pip=["--index-url http://127.0.0.1:9/simple"]), 403, ["pip sub-list", "option"]),
     (env_yaml("envmgr-conda-demo", pip=["not a requirement!!"]), 422, ["pip sub-list"]),
     ("dependencies:\n  - numpy\n  bad: [\n", 422, ["not valid YAML", "line"]),
-    ("dependencies:\n  - numpy\nplatforms: [linux-64]\n", 422, ["unknown key 'platforms'", "line 3"]),
     ("dependencies:\n  - numpy>>=2\n", 422, ["line 2", "numpy>>=2", "match spec"]),
     ("dependencies:\n  - python=3.12\n", 422, ["line 2", "python=3.12", "conflicts", "3.11"]),
     ("dependencies:\n  - {conda: [numpy]}\n", 422, ["pip:"]),
