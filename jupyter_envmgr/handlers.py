@@ -86,13 +86,10 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
             raise EnvmgrError(400, "invalid_json", f"the body is not valid JSON ({e}); send a JSON object") from None
         except RecursionError:
             raise EnvmgrError(400, "invalid_json", "the body nests too deeply to be a request; send a flat JSON object") from None
-<<<<<<< HEAD
 
     def dry_run(self) -> bool:
         """`?dry_run=1`: validate everything, write nothing."""
         return self.get_query_argument("dry_run", "0").lower() in ("1", "true", "yes")
-=======
->>>>>>> validation
 
     def namespace(self, body_namespace: Optional[str] = None) -> str:
         """The namespace of this request, after the authorizer agreed to it (resource envmgr:<ns>)."""
