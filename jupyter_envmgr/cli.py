@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from typing import Optional
@@ -192,7 +193,7 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "gc":
         return collect_garbage(args)
     if args.command == "render-job":
-        from .builders.kubernetes import app_from_config, render_job_yaml
+        from .builders.kubernetes import render_job_yaml
 
         sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
         return 0
@@ -286,3 +287,22 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode
+
+    from .app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)

@@ -8,17 +8,17 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, V1Job
 
-from jupyter_envmgr.builders import k8s_objects as objects
-from jupyter_envmgr.builders.kubernetes import app_from_config, render_job_yaml
-from jupyter_envmgr.cli import build_parser, run
+from jupyter_envmgr.app import EnvManagerApp
+from jupyter_envmgr.builders.kubernetes import objects, render_job_yaml
+from jupyter_envmgr.cli import app_from_config, build_parser, run
 
 ROOT = "/srv/envmgr"
 
 
 def manifest(gpu: int = 0, **options) -> dict:
-    opts = objects.JobOptions(pvc_name="jupyter-envmgr", mount_path=ROOT, requests={"cpu": "500m", "memory": "1Gi"},
-                              limits={"memory": "4Gi"}, **options)
-    return objects.job_manifest(opts, namespace="team-a", env_name="torch", revision=3, name=objects.job_name("torch", 3, "abc123"),
+    config = EnvManagerApp(root_dir=ROOT, kubernetes_requests={"cpu": "500m", "memory": "1Gi"},
+                           kubernetes_limits={"memory": "4Gi"}, **{f"kubernetes_{k}": v for k, v in options.items()})
+    return objects.job_manifest(config, claim="jupyter-envmgr", mount_path=ROOT, active_deadline=3600, namespace="team-a", env_name="torch", revision=3, name=objects.job_name("torch", 3, "abc123"),
                                 plan_path=f"{ROOT}/envs/team-a/torch/builds/rev-0003/plan.json",
                                 runner_path=f"{ROOT}/.envmgr/runner-0123456789ab.py", gpu=gpu)
 

@@ -1,0 +1,50 @@
+"""Builds as Jobs on a real control plane, through a real jupyter server authenticated as deploy/rbac.yaml's
+ServiceAccount: create -> ready -> code in its kernel -> update -> delete."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from kubernetes import client
+
+pytestmark = pytest.mark.slow
+
+
+def jobs(plane, namespace: str) -> list:
+    return client.BatchV1Api(plane.client()).list_namespaced_job(namespace).items
+
+
+async def test_create_ready_run_update_delete(api, control_plane, kube_namespace, local_index, envmgr_root):
+    info = await api.ok("GET", "info")
+    assert info["backend"] == "kubernetes"
+    assert info["namespaces"] == [kube_namespace]
+
+    await api.create({"name": "real-env", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url],
+                      "env_vars": {"ENVMGR_TEST_VAR": "from-k8s"}}, namespace=kube_namespace)
+    record = await api.wait("real-env", timeout=180, namespace=kube_namespace)
+    assert record["status"] == "ready", record["message"]
+
+    # The Job the real API accepted and the real Job controller completed.
+    [job] = jobs(control_plane, kube_namespace)
+    assert job.metadata.labels["app.kubernetes.io/managed-by"] == "jupyter-envmgr"
+    assert job.metadata.labels["envmgr.jupyter.org/revision"] == "1"
+    assert job.status.succeeded == 1
+    assert any(c.type == "Complete" and c.status == "True" for c in job.status.conditions)
+
+    # The pod log, read through the API server's pods/log proxy, became the revision's log.
+    status, text = await api.call("GET", "environments/real-env/log", namespace=kube_namespace)
+    assert status == 200
+    assert "==> done in" in text and "envmgr-demo-pkg==1.0" in text, text
+
+    out = await api.run("envmgr-real-env", "import envmgr_demo_pkg, os; print(envmgr_demo_pkg.__version__, os.environ['ENVMGR_TEST_VAR'])")
+    assert out.split() == ["1.0", "from-k8s"]
+
+    await api.ok("PATCH", "environments/real-env", {"packages": "envmgr-demo-pkg==2.0\n"}, expect=(202,), namespace=kube_namespace)
+    record = await api.wait("real-env", timeout=180, namespace=kube_namespace)
+    assert record["status"] == "ready" and record["ready_revision"] == 2, record["message"]
+    assert sorted(j.metadata.labels["envmgr.jupyter.org/revision"] for j in jobs(control_plane, kube_namespace)) == ["1", "2"]
+    out = await api.run("envmgr-real-env", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)")
+    assert out.strip() == "2.0"
+
+    await api.ok("DELETE", "environments/real-env", expect=(204,), namespace=kube_namespace)
+    assert not os.path.exists(os.path.join(envmgr_root, "envs", kube_namespace, "real-env"))
