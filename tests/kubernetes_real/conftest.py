@@ -69,18 +69,27 @@ def rbac_drop() -> tuple:
     return ()
 
 
-def make_namespace(plane: ControlPlane, root: str, drop: tuple = ()) -> str:
+@pytest.fixture
+def claim() -> dict:
+    """How the namespace's claim is made (parametrize: {"access_mode": "ReadWriteOnce"}, {"bind": False})."""
+    return {}
+
+
+def make_namespace(plane: ControlPlane, root: str, drop: tuple = (), claim: dict | None = None) -> str:
+    """A namespace with deploy/rbac.yaml's ServiceAccount and Role, and the claim on `root`."""
+    claim = claim or {}
     namespace = unique("envmgr")
     plane.namespace(namespace)
     plane.apply(rbac_docs(namespace, drop))
-    plane.volume(namespace, PVC, root)
-    plane.wait_bound(namespace, PVC)
+    plane.volume(namespace, PVC, root, **claim)
+    if claim.get("bind", True):
+        plane.wait_bound(namespace, PVC)
     return namespace
 
 
 @pytest.fixture
-def kube_namespace(control_plane, envmgr_root, rbac_drop) -> str:
-    return make_namespace(control_plane, envmgr_root, rbac_drop)
+def kube_namespace(control_plane, envmgr_root, rbac_drop, claim) -> str:
+    return make_namespace(control_plane, envmgr_root, rbac_drop, claim)
 
 
 @pytest.fixture

@@ -29,10 +29,11 @@ $SUDO apt-get install -y -qq golang-1.19-go rsync etcd-server dpkg-dev >&2
 mkdir -p "$CACHE/src" "$BIN"
 cd "$CACHE/src"
 if ! ls -d kubernetes-*/ >/dev/null 2>&1; then
-    apt-get source --download-only "kubernetes=$VERSION" >&2
+    apt-get source --download-only kubernetes >&2  # bookworm's, with its security updates
     dpkg-source -x kubernetes_*.dsc >&2
 fi
-SRC=$(ls -d "$CACHE"/src/kubernetes-*/ | head -n1)
+SRC=$CACHE/src/kubernetes-$VERSION
+[ -d "$SRC" ] || { echo "Debian's kubernetes source is not $VERSION: $(ls "$CACHE/src")" >&2; exit 1; }
 cd "$SRC"
 PATH=/usr/lib/go-1.19/bin:$PATH GOPROXY=off GOFLAGS=-mod=vendor CGO_ENABLED=0 \
     GOCACHE="$CACHE/gocache" GOPATH="$CACHE/gopath" \
