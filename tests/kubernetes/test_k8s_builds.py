@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from kubernetes.client import V1Job, V1Pod
-
 from helpers import unique
+from kubernetes.client import V1Job, V1Pod
 
 PVC = "jupyter-envmgr"
 

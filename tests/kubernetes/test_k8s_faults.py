@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from helpers import unique
 
 PVC_PATH = "/persistentvolumeclaims/jupyter-envmgr"

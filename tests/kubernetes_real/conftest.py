@@ -97,15 +97,15 @@ def kube_overrides() -> dict:
     return {}
 
 
-@pytest.fixture
-def kube_config(control_plane, kube_namespace, envmgr_root, uv_cache_dir, kube_overrides) -> dict:
-    kubeconfig = control_plane.service_account_kubeconfig(kube_namespace, ACCOUNT, {"envmgr": kube_namespace})
+def kube_traits(plane: ControlPlane, namespace: str, root: str, uv_cache_dir: str, **overrides) -> dict:
+    """EnvManagerApp traits of a server whose builds run as Jobs in `namespace`, as its ServiceAccount."""
+    kubeconfig = plane.service_account_kubeconfig(namespace, ACCOUNT, {"envmgr": namespace})
     return {
-        "root_dir": envmgr_root,
+        "root_dir": root,
         "uv_cache_dir": uv_cache_dir,
         "build_timeout": 180.0,
         "backend": "kubernetes",
-        "namespaces": [kube_namespace],
+        "namespaces": [namespace],
         "kubernetes_context": "envmgr",
         "kubernetes_config_file": kubeconfig,
         "kubernetes_pvc_name": PVC,
@@ -117,8 +117,13 @@ def kube_config(control_plane, kube_namespace, envmgr_root, uv_cache_dir, kube_o
         "kubernetes_watch_timeout": 20,
         "kubernetes_start_timeout": 60.0,
         "kubernetes_extra_env": {k: os.environ[k] for k in NETWORK_ENV if k in os.environ},
-        **kube_overrides,
+        **overrides,
     }
+
+
+@pytest.fixture
+def kube_config(control_plane, kube_namespace, envmgr_root, uv_cache_dir, kube_overrides) -> dict:
+    return kube_traits(control_plane, kube_namespace, envmgr_root, uv_cache_dir, **kube_overrides)
 
 
 @pytest.fixture

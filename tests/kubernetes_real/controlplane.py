@@ -260,7 +260,7 @@ class ControlPlane:
         return path
 
     def client(self):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(self.admin_kubeconfig)
 

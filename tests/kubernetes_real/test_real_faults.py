@@ -9,10 +9,8 @@ import os
 import time
 
 import pytest
-from kubernetes import client
-
-from conftest import PVC
 from helpers import unique
+from kubernetes import client
 
 pytestmark = pytest.mark.slow
 
