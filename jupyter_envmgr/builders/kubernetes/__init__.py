@@ -13,13 +13,7 @@ from typing import Optional
 from ... import runner as runner_module
 from . import objects
 from .builder import KubernetesBuilder
-from .config import (
-    KubernetesConfig,
-    active_deadline,
-    clusters,
-    in_cluster,
-    own_namespace,
-)
+from .config import KubernetesConfig, active_deadline, clusters, in_cluster, own_namespace
 
 log = logging.getLogger("jupyter_envmgr.kubernetes")
 
