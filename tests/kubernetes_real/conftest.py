@@ -3,8 +3,8 @@ a namespace with deploy/rbac.yaml applied, a ReadWriteMany claim bound to a host
 and a jupyter server with backend=kubernetes that authenticates as deploy/rbac.yaml's ServiceAccount.
 
 The node's images are names for directories of this machine: `envmgr-test-image:1` has this Python and uv
-(as the stand-in's image does); `envmgr-debian-python:1` has Debian's /usr/bin/python3 first, an interpreter
-that is not the server's (the conda-on-Kubernetes test).
+(as the stand-in's image does); `envmgr-debian-python:1` has Debian's /usr/bin/python3 first (and uv), an
+interpreter that is not the server's (the conda-on-Kubernetes test).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conda"))
 
 from controlplane import ControlPlane, binaries  # noqa: E402
 from helpers import unique  # noqa: E402
@@ -38,8 +39,10 @@ def _image_path(*first: str) -> list:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory):
+    import uv
+
     plane = ControlPlane(str(tmp_path_factory.mktemp("kube")), binaries(),
-                         {IMAGE: _image_path(), DEBIAN_IMAGE: ["/usr/bin", "/bin"]})
+                         {IMAGE: _image_path(), DEBIAN_IMAGE: ["/usr/bin", "/bin", os.path.dirname(uv.find_uv_bin())]})
     try:
         plane.start()
         yield plane
@@ -127,7 +130,10 @@ def kube_config(control_plane, kube_namespace, envmgr_root, uv_cache_dir, kube_o
 
 
 @pytest.fixture
-def envmgr_config(kube_config) -> dict:
+def envmgr_config(kube_config, request) -> dict:
+    if "conda_channel" in request.fixturenames:  # channel names resolve under the test channel's server
+        channel = request.getfixturevalue("conda_channel")
+        return {"conda_channel_alias": channel.alias, "conda_channels": ["envmgr-test-channel"], **kube_config}
     return kube_config
 
 
@@ -144,3 +150,19 @@ def debian_python() -> str:
     if not found or os.path.realpath(found) == os.path.realpath(sys.executable):
         pytest.fail("the conda-on-Kubernetes test needs Debian's /usr/bin/python3 beside the test's own Python")
     return found
+
+
+@pytest.fixture(scope="session")
+def conda_channel():
+    """tests/conda's channel (built once, cached), served on loopback for build pods to solve against."""
+    import pwd
+
+    from conda_channel import ChannelServer, cached_channel
+
+    cache = os.environ.get("ENVMGR_TEST_CONDA_CACHE") or os.path.join(
+        pwd.getpwuid(os.getuid()).pw_dir, ".cache", "jupyter-envmgr-tests", "conda")  # tests/conda's cache
+    os.makedirs(cache, exist_ok=True)
+    server = ChannelServer(cached_channel(cache))
+    server.alias = server.url.rsplit("/", 1)[0]
+    yield server
+    server.close()

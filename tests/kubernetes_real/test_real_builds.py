@@ -3,9 +3,16 @@ ServiceAccount: create -> ready -> code in its kernel -> update -> delete."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 from kubernetes import client
+
+import jupyter_envmgr
+import rattler
+from conftest import DEBIAN_IMAGE, NETWORK_ENV
+
+NETWORK = {k: os.environ[k] for k in NETWORK_ENV if k in os.environ}
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +55,27 @@ async def test_create_ready_run_update_delete(api, control_plane, kube_namespace
 
     await api.ok("DELETE", "environments/real-env", expect=(204,), namespace=kube_namespace)
     assert not os.path.exists(os.path.join(envmgr_root, "envs", kube_namespace, "real-env"))
+
+
+@pytest.mark.parametrize("kube_overrides", [{
+    "kubernetes_image": DEBIAN_IMAGE, "kubernetes_python": "python3",
+    # An image with the build-side programs installed: jupyter_envmgr and py-rattler on its PYTHONPATH.
+    "kubernetes_extra_env": {**NETWORK, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(jupyter_envmgr.__file__)),
+                                                          os.path.dirname(os.path.dirname(rattler.__file__))])},
+}])
+async def test_conda_build_runs_on_the_images_interpreter(api, control_plane, kube_namespace, conda_channel, debian_python):
+    """The conda step runs on the build image's python (here Debian's /usr/bin/python3), never on the
+    server's sys.executable: with a real image the server's interpreter does not exist in the pod."""
+    ns = kube_namespace
+    packages = ("channels:\n  - envmgr-test-channel\ndependencies:\n  - envmgr-conda-demo=1.0\n"
+                "  - pip:\n    - ipykernel\n")
+    await api.create({"name": "real-conda", "manager": "conda", "python": "3.11", "packages": packages}, namespace=ns)
+    record = await api.wait("real-conda", timeout=240, namespace=ns)
+    assert record["status"] == "ready", record["message"]
+    [job] = jobs(control_plane, ns)
+    assert job.spec.template.spec.containers[0].command[0] == "python3"
+    status, log = await api.call("GET", "environments/real-conda/log", namespace=ns)
+    [conda_step] = [line for line in log.splitlines() if line.startswith("==> [1/")]
+    assert "python3 -m jupyter_envmgr.conda" in conda_step and sys.executable not in conda_step, conda_step
+    out = await api.run("envmgr-real-conda", "import envmgr_conda_demo, sys; print(envmgr_conda_demo.__name__, sys.prefix)")
+    assert out.split()[0] == "envmgr_conda_demo" and "real-conda" in out
