@@ -6,11 +6,11 @@ import os
 import sys
 
 import pytest
+import rattler
+from conftest import DEBIAN_IMAGE, NETWORK_ENV
 from kubernetes import client
 
 import jupyter_envmgr
-import rattler
-from conftest import DEBIAN_IMAGE, NETWORK_ENV
 
 NETWORK = {k: os.environ[k] for k in NETWORK_ENV if k in os.environ}
 
@@ -79,3 +79,43 @@ async def test_conda_build_runs_on_the_images_interpreter(api, control_plane, ku
     assert "python3 -m jupyter_envmgr.conda" in conda_step and sys.executable not in conda_step, conda_step
     out = await api.run("envmgr-real-conda", "import envmgr_conda_demo, sys; print(envmgr_conda_demo.__name__, sys.prefix)")
     assert out.split()[0] == "envmgr_conda_demo" and "real-conda" in out
+
+
+def test_render_job_is_what_the_real_api_accepts(control_plane, kube_namespace, tmp_path, capsys):
+    """`jupyter envmgr render-job` prints a Job the real API server validates and admits (server-side dry run)."""
+    import json
+
+    import yaml
+
+    from jupyter_envmgr.cli import build_parser, run
+
+    config = tmp_path / "jupyter_server_config.json"
+    config.write_text(json.dumps({"EnvManagerApp": {
+        "backend": "kubernetes", "root_dir": str(tmp_path), "namespaces": [kube_namespace], "kubernetes_image": "x:1"}}))
+    assert run(build_parser().parse_args(["render-job", "torch", "--gpu", "1", "--config", str(config)])) == 0
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    accepted = client.BatchV1Api(control_plane.client()).create_namespaced_job(kube_namespace, manifest, dry_run="All")
+    assert accepted.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    assert accepted.spec.template.spec.security_context.run_as_non_root is True
+
+
+async def test_reflector_lists_again_on_its_own(control_plane, kube_namespace, tmp_path):
+    """A watch is re-listed every kubernetes_resync_seconds, so a lost event cannot go unnoticed for long."""
+    import asyncio
+
+    from conftest import ACCOUNT
+
+    from jupyter_envmgr.app import EnvManagerApp
+    from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
+
+    kubeconfig = control_plane.service_account_kubeconfig(kube_namespace, ACCOUNT, {"envmgr": kube_namespace})
+    builder = KubernetesBuilder(EnvManagerApp(root_dir=str(tmp_path), namespaces=[kube_namespace], kubernetes_context="envmgr",
+                                              kubernetes_config_file=kubeconfig, kubernetes_resync_seconds=1.0))
+    try:
+        await builder.prepare()
+        state = builder.state()
+        await asyncio.sleep(3.5)
+        assert state.jobs[kube_namespace].stats["lists"] >= 3, state.jobs[kube_namespace].stats
+        assert state.jobs[kube_namespace].stats["errors"] == 0, state.jobs[kube_namespace].last_error
+    finally:
+        await builder.stop()

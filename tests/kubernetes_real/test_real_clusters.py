@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
+from conftest import ACCOUNT, IMAGE, PVC, make_namespace
 from kubernetes import client
 
-from conftest import ACCOUNT, IMAGE, PVC, make_namespace
 from jupyter_envmgr.app import EnvManagerApp
 from jupyter_envmgr.builders.base import Build
 from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
