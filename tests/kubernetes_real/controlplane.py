@@ -237,6 +237,16 @@ class ControlPlane:
         time.sleep(down)
         self.start_apiserver()
 
+    def agent_stats(self) -> dict:
+        """What the node agent counted (log requests per "namespace/pod")."""
+        import json
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context(cafile=self.pki["ca.crt"])
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.kubelet_port}/stats", context=ctx, timeout=5) as r:
+            return json.load(r)
+
     def close(self) -> None:
         for name in ("node-agent", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self._stop(name)

@@ -7,6 +7,10 @@ with the image's PATH (an image is a name mapped to directories of this machine;
 posts the pod's status as a kubelet does, kills the process group when the pod is deleted and then removes
 the pod, and serves `/containerLogs/...` over HTTPS on the Node's kubelet port for the API server's `pods/log`.
 It does not enforce securityContext (the stand-in covers Pod Security admission).
+
+For the tests of the log follower it counts the log requests of each pod (`GET /stats`), and ends a
+followed stream early, cleanly, after the seconds a pod's `envmgr.test/cut-log-after` annotation says
+(as proxies with idle or total time-outs do).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class Agent:
         self.lock = threading.Lock()
         self.pods: dict = {}  # uid -> {"proc", "kill": Event, "log", "done": Event}
         self.logs: dict = {}  # (namespace, name) -> uid of the newest pod of that name
+        self.log_requests: dict = {}  # "namespace/name" -> log requests served
 
     # ------------------------------------------------------------------ the node
 
@@ -110,8 +115,10 @@ class Agent:
         with self.lock:
             entry = self.pods.get(uid)
             if entry is None and not meta.get("deletionTimestamp") and pod["status"].get("phase") in ("Pending", None):
+                cut = (meta.get("annotations") or {}).get("envmgr.test/cut-log-after")
                 entry = self.pods[uid] = {"kill": threading.Event(), "done": threading.Event(), "proc": None,
-                                          "log": os.path.join(self.state, "logs", f"{uid}.log")}
+                                          "log": os.path.join(self.state, "logs", f"{uid}.log"),
+                                          "cut": float(cut) if cut else None}
                 self.logs[(meta["namespace"], meta["name"])] = uid
                 threading.Thread(target=self.run_pod, args=(pod, entry), daemon=True).start()
         if meta.get("deletionTimestamp"):
@@ -274,11 +281,21 @@ class Agent:
                 url = urllib.parse.urlsplit(self.path)
                 parts = url.path.strip("/").split("/")
                 query = dict(urllib.parse.parse_qsl(url.query))
+                if parts == ["stats"]:
+                    body = json.dumps({"log_requests": agent.log_requests}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if len(parts) != 4 or parts[0] != "containerLogs":
                     self.send_error(404)
                     return
                 uid = agent.logs.get((parts[1], parts[2]))
                 entry = agent.pods.get(uid) if uid else None
+                key = f"{parts[1]}/{parts[2]}"
+                agent.log_requests[key] = agent.log_requests.get(key, 0) + 1
                 if entry is None or not os.path.exists(entry["log"]):
                     body = f'container "{parts[3]}" in pod "{parts[2]}" is waiting to start'.encode()
                     self.send_response(400)
@@ -291,6 +308,7 @@ class Agent:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 follow = query.get("follow") == "true"
+                cut_at = time.monotonic() + entry["cut"] if entry["cut"] else None
                 try:
                     with open(entry["log"], "rb") as f:
                         data = f.read()
@@ -303,7 +321,7 @@ class Agent:
                             more = f.read()
                             if more:
                                 self.chunk(more)
-                            elif done:
+                            elif done or (cut_at and time.monotonic() > cut_at):
                                 break
                             else:
                                 time.sleep(0.1)

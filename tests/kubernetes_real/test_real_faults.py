@@ -122,3 +122,23 @@ async def test_api_server_restarted_mid_build(api, control_plane, kube_namespace
     assert record["status"] == "ready", record["message"]
     status, text = await api.call("GET", "environments/real-restart/log", namespace=ns)
     assert "==> done in" in text, text
+
+
+@pytest.mark.parametrize("kube_overrides", [{"kubernetes_extra_annotations": {"envmgr.test/cut-log-after": "0.5"},
+                                             "kubernetes_log_reread_seconds": 2.0}])
+async def test_log_rereads_have_a_floor(api, control_plane, kube_namespace, local_index):
+    """A proxy that ends log streams early (here after 0.5 s) costs one request per kubernetes_log_reread_seconds,
+    not one every 0.2 s; and the log is still whole, each line once."""
+    ns = kube_namespace
+    await api.create({"name": "real-reread", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]},
+                     namespace=ns)
+    started = time.monotonic()
+    record = await api.wait("real-reread", timeout=120, namespace=ns)
+    took = time.monotonic() - started
+    assert record["status"] == "ready", record["message"]
+    counts = control_plane.agent_stats()["log_requests"]
+    [count] = [n for key, n in counts.items() if key.startswith(f"{ns}/")]
+    assert 3 <= count <= took / 2.0 + 3, (count, took)
+    status, text = await api.call("GET", "environments/real-reread/log", namespace=ns)
+    steps = [line for line in text.splitlines() if line.startswith("==> [")]
+    assert len(steps) == len(set(steps)) and "==> done in" in text, text

@@ -172,7 +172,7 @@ class KubernetesBuilder(base.Builder):
         return Toolchain(
             uv=self.config.kubernetes_uv,
             python_for=lambda v: pythons.pick(found, v),
-            uv_cache_dir=self.config.uv_cache_dir or os.path.join(mount, "cache", "uv"),
+            uv_cache_dir=self.config.uv_cache_dir,
             python_install_dir=os.path.join(mount, "python"),
             extra_env=extra,
             python=self.config.kubernetes_python,
