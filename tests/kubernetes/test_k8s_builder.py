@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from jupyter_envmgr.app import EnvManagerApp
 from jupyter_envmgr.builders.base import Build
 from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
 from jupyter_envmgr.recipes import BuildPaths
 from jupyter_envmgr.spec import EnvSpec
+
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
 
 PVC = "jupyter-envmgr"
 

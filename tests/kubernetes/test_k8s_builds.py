@@ -9,6 +9,8 @@ import pytest
 from helpers import unique
 from kubernetes.client import V1Job, V1Pod
 
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
+
 PVC = "jupyter-envmgr"
 
 

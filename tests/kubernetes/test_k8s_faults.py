@@ -7,6 +7,8 @@ import os
 import pytest
 from helpers import unique
 
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
+
 PVC_PATH = "/persistentvolumeclaims/jupyter-envmgr"
 
 

@@ -10,6 +10,8 @@ from kubernetes.client.exceptions import ApiException
 from jupyter_envmgr.app import EnvManagerApp
 from jupyter_envmgr.builders.kubernetes import objects
 
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
+
 
 @pytest.fixture
 def kube(standin):

@@ -144,6 +144,11 @@ class KubernetesBuilder(base.Builder):
                               f"{', '.join(self._clusters)} (GET /envmgr/api/info lists them)", field="cluster")
         return found
 
+    def cluster(self, name: Optional[str] = None) -> Cluster:
+        """The cluster a record names (None: the default); 422 naming the field for one not configured. Its
+        `mount_path` is where its claim is mounted here: the root of its records, revisions and kernelspecs."""
+        return self.state(name).cluster
+
     def _of(self, build: base.Build) -> ClusterState:
         return self.state((build.handle or {}).get("cluster") or getattr(build, "cluster", None))
 
