@@ -39,6 +39,10 @@ def shared(servers, control_plane, uv_cache_dir):
 
     def start(name: str):
         server = servers(name, **traits)
+        # The manager reconciles records after the server answers; a create that lands before that is
+        # re-queued by the reconcile and built twice (a manager race, reported): wait for its end.
+        log = os.path.join(server.base, "server.log")
+        wait(lambda: "jupyter_envmgr: root" in open(log, errors="replace").read(), 60, f"server {name} started")
         return server, EnvmgrClient(f"http://127.0.0.1:{server.port}/", server.token, namespace)
 
     start.namespace = namespace
