@@ -117,3 +117,19 @@ def test_render_job_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
     text = render_job_yaml(app_from_config(), "other", namespace="team-b", revision=2)
     assert yaml.safe_load(text)["metadata"]["labels"]["envmgr.jupyter.org/revision"] == "2"
+
+
+def test_render_job_for_a_cluster(tmp_path, capsys):
+    config = tmp_path / "jupyter_server_config.json"
+    config.write_text(json.dumps({"EnvManagerApp": {"backend": "kubernetes", "root_dir": ROOT, "clusters": {
+        "east": {"context": "east", "namespaces": ["team-a"]},
+        "west": {"context": "west", "namespaces": ["team-b"], "pvc_name": "west-envs", "mount_path": "/srv/west"}}}}))
+    assert run(build_parser().parse_args(["render-job", "torch", "--cluster", "west", "--config", str(config)])) == 0
+    m = yaml.safe_load(capsys.readouterr().out)
+    pod = m["spec"]["template"]["spec"]
+    assert m["metadata"]["namespace"] == "team-b"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "west-envs"
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/srv/west"
+    assert pod["containers"][0]["command"][2].startswith("/srv/west/envs/team-b/torch/")
+    assert run(build_parser().parse_args(["render-job", "torch", "--cluster", "north", "--config", str(config)])) == 2
+    assert "no cluster 'north'; configured: east, west" in capsys.readouterr().err
