@@ -30,8 +30,16 @@ def free_port() -> int:
 
 
 def binaries() -> str:
-    """The directory of the three binaries: built by get_binaries.sh on the first run, then cached."""
-    out = subprocess.run(["sh", os.path.join(HERE, "get_binaries.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    """The directory of the three binaries: built by get_binaries.sh on the first run, then cached (under the
+    user's real home, not the temporary $HOME of pytest-jupyter)."""
+    import pwd
+
+    env = dict(os.environ)
+    env.setdefault("JUPYTER_ENVMGR_KUBE_CACHE", os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".cache"),
+        "jupyter-envmgr-tests", "kube"))
+    out = subprocess.run(["sh", os.path.join(HERE, "get_binaries.sh")], check=True, stdout=subprocess.PIPE, text=True,
+                         env=env)
     return out.stdout.strip().splitlines()[-1]
 
 
