@@ -181,6 +181,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p.add_argument("--revision", type=int, default=1)
         p.add_argument("--gpu", type=int, default=0, help="GPUs the environment asks for")
         p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+        p.add_argument("--cluster", help="a cluster of c.EnvManagerApp.clusters (default: the first)")
     return parser
 
 
@@ -232,9 +233,15 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "gc":
         return collect_garbage(args)
     if args.command == "render-job":
-        from .builders.kubernetes import app_from_config, render_job_yaml
+        from .builders.kubernetes import render_job_yaml
 
-        sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
+        try:
+            text = render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu,
+                                   args.cluster)
+        except ValueError as e:  # an unknown cluster, a bad clusters entry
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
         return 0
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
@@ -327,6 +334,25 @@ def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.packages = list(args.packages or []) + extra
     return args
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode
+
+    from .app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)
 
 
 def main(argv=None) -> int:
