@@ -95,7 +95,7 @@ class EnvironmentManager:
             "python_versions": versions,
             "default_python": self.settings.default_python or None,
             "namespaces": list(self.offer.namespaces),
-            "clusters": self.builder.clusters(list(self.offer.namespaces)),
+            "clusters": self.clusters(),
             "storages": list(self.offer.storages),
             "presets": list(self.settings.presets),
             "base_packages": {m: list(p) for m, p in self.policy.base_packages.items()},
@@ -108,8 +108,11 @@ class EnvironmentManager:
             raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.offer.namespaces)}")
         return namespace
 
+    def clusters(self) -> list:
+        return self.builder.clusters() or [{"name": "local", "namespaces": list(self.offer.namespaces)}]
+
     def check_cluster(self, cluster: Optional[str]) -> str:
-        names = [c["name"] for c in self.builder.clusters(list(self.offer.namespaces))]
+        names = [c["name"] for c in self.clusters()]
         if cluster in (None, ""):
             return names[0]
         if cluster not in names:
@@ -241,7 +244,7 @@ class EnvironmentManager:
             if dry_run:
                 return record
             await self.records.create(namespace, spec.name, record)
-        self._queue(namespace, spec.name, 1, spec)
+        self._queue(namespace, spec.name, 1, spec, cluster=cluster)
         return record
 
     def _default_python(self, values: dict) -> str:
@@ -301,7 +304,7 @@ class EnvironmentManager:
         if dry_run:
             return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
-        self._queue(namespace, name, record["revision"], spec)
+        self._queue(namespace, name, record["revision"], spec, cluster=record.get("cluster"))
         return record
 
     async def cancel(self, namespace: str, name: str) -> dict:
@@ -326,7 +329,7 @@ class EnvironmentManager:
             return True
         if not self.builder.owns(handle):
             return False
-        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle)
+        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, record.get("cluster"))
         await self.builder.cancel(build)
         with contextlib.suppress(EnvmgrError):
             await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
@@ -380,12 +383,15 @@ class EnvironmentManager:
 
     # ------------------------------------------------------------ builds
 
-    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None) -> Build:
-        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout, handle)
+    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
+        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
+                     handle, cluster=cluster)
 
-    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None) -> Build:
+    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
         """Launch (or, with a handle, follow) a revision this server holds the lease of."""
-        build = self._build(namespace, name, revision, spec, handle)
+        build = self._build(namespace, name, revision, spec, handle, cluster)
         self._builds[(namespace, name)] = build
         build.task = self._background(self._run(build, attach=handle is not None))
         return build
@@ -624,12 +630,12 @@ class EnvironmentManager:
         handle = rev.get("handle")
         if rev["status"] == Status.PENDING or handle is None:
             self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
-            self._queue(namespace, name, number, spec)
+            self._queue(namespace, name, number, spec, cluster=record.get("cluster"))
             return
-        build = self._build(namespace, name, number, spec, handle)
+        build = self._build(namespace, name, number, spec, handle, record.get("cluster"))
         if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
             self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
-            self._queue(namespace, name, number, spec, handle)
+            self._queue(namespace, name, number, spec, handle, record.get("cluster"))
         elif self.builder.owns(handle):
             await self._end_despite_errors(build, await self.records.run(
                 read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))

@@ -64,9 +64,10 @@ class Builder(abc.ABC):
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
 
-    def clusters(self, namespaces: list) -> list:
-        """Where environments are built and stored, for /info: the local backend has one, `local`."""
-        return [{"name": "local", "namespaces": list(namespaces)}]
+    def clusters(self) -> list:
+        """Where environments are built and stored, for /info ([{"name", "namespaces"}]); empty: the one
+        local place, `local`, with the server's namespaces."""
+        return []
 
     def info(self) -> dict:
         return {}
