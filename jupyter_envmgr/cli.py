@@ -345,14 +345,14 @@ def add_elsewhere_and_request_commands(sub, in_kernel: bool) -> None:
     if in_kernel:  # `run` replaces its own process: never a kernel's
         return
     root_help = "the storage root (default: $JUPYTER_ENVMGR_ROOT, else <jupyter data dir>/envmgr)"
-    p = sub.add_parser("run", help="run a command in an environment as its kernels run (its interpreter first on PATH, "
+    p = sub.add_parser("run", usage="jupyter envmgr [--namespace NS] run [--root ROOT] NAME -- CMD [ARG ...]", help="run a command in an environment as its kernels run (its interpreter first on PATH, "
                                    "its variables, its serving revision); exits with the command's status")
     p.add_argument("name")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     p.add_argument("--root", help=root_help)
-    p = sub.add_parser("pod-spec", help="print the Kubernetes pod-spec fragment that runs a program in an environment")
+    p = sub.add_parser("pod-spec", usage="jupyter envmgr [--namespace NS] pod-spec [options] NAME [-- ARG ...]", help="print the Kubernetes pod-spec fragment that runs a program in an environment")
     p.add_argument("name")
-    p.add_argument("args", nargs="*", metavar="ARG", help="the interpreter's arguments, e.g. train.py --epochs 3")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARG ...", help="the interpreter's arguments, e.g. -- train.py --epochs 3")
     p.add_argument("--root", help=root_help)
     p.add_argument("--cluster", help="the cluster whose claim to mount (default: the first)")
     p.add_argument("--claim", help="the PersistentVolumeClaim of the root (default: the configured one)")
@@ -376,7 +376,7 @@ def run_elsewhere(args) -> int:
     from .app import default_root
     from .errors import EnvmgrError
 
-    root = os.path.abspath(args.root or (server_config(getattr(args, "config", None)).root_dir if getattr(args, "config", None) else default_root()))
+    root = os.path.abspath(args.root or (server_config(args.config).root_dir if getattr(args, "config", None) else default_root()))
     try:
         use = elsewhere.serving(elsewhere.find(root, args.name, args.namespace))
         if args.command == "run":
@@ -390,7 +390,8 @@ def run_elsewhere(args) -> int:
                 return 127
         config = server_config(args.config)
         claim, mount = elsewhere.cluster_storage(config, args.cluster)
-        fragment = elsewhere.pod_fragment(use, args.claim or claim, args.image or config.kubernetes_image, mount, args.args)
+        extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+        fragment = elsewhere.pod_fragment(use, args.claim or claim, args.image or config.kubernetes_image, mount, extra)
     except EnvmgrError as e:
         raise ClientError(0, e.message) from None
     if args.json:

@@ -45,7 +45,7 @@ def find(root: str, name: str, namespace: Optional[str] = None) -> dict:
     if found:
         return found[0]
     where = f" in namespace {namespace!r}" if namespace else ""
-    raise EnvmgrError(404, "not_ready", f"{name!r}{where} has no ready revision on the root {os.path.abspath(root)} "
+    raise EnvmgrError(409, "not_ready", f"{name!r}{where} has no ready revision on the root {os.path.abspath(root)} "
                                         "(not created, still building, or failed); `jupyter envmgr show NAME` says which")
 
 
