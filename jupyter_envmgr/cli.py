@@ -373,10 +373,9 @@ def server_config(path: Optional[str] = None):
 def run_elsewhere(args) -> int:
     """`run` and `pod-spec` read the root's files (where the storage is mounted), no server needed."""
     from . import elsewhere
-    from .app import default_root
     from .errors import EnvmgrError
 
-    root = os.path.abspath(args.root or (server_config(args.config).root_dir if getattr(args, "config", None) else default_root()))
+    root = os.path.abspath(args.root or server_config(getattr(args, "config", None)).root_dir)  # its default: default_root()
     try:
         use = elsewhere.serving(elsewhere.find(root, args.name, args.namespace))
         if args.command == "run":

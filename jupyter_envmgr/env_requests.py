@@ -151,6 +151,15 @@ def decided(status: str, by: str, when: str, message: str = "") -> Callable[[dic
     return transition
 
 
+def reopened(why: str, when: str) -> Callable[[dict], dict]:
+    """Back to `requested` when approving could not create the environment after all."""
+    def transition(request: dict) -> dict:
+        out = dict(request, status="requested", updated=when, decided_by=None, message=f"approving failed: {why}"[:MAX_MESSAGE])
+        out.pop("environment", None)
+        return out
+    return transition
+
+
 def public(request: dict) -> dict:
     """A request as the API shows it: credentials in index URLs redacted."""
     spec = dict(request.get("spec") or {})
@@ -231,11 +240,8 @@ class RequestDesk:
             raise EnvmgrError(403, "forbidden", f"only the requester ({request.get('requester')}) may withdraw request "
                                                 f"{request_id}; reject it instead")
         if action == "approve":
-            if request["status"] != "requested":
-                decided("approved", self.user, now())(request)  # 409, before anything is created
-            await self.manager.create(copy.deepcopy(request["spec"]), namespace, request["requester"])
-            change_to = decided("approved", self.user, now())
-        elif action == "reject":
+            return public(await self._approve(request))
+        if action == "reject":
             message = body.get("message")
             if not isinstance(message, str) or not message.strip():
                 raise invalid("message", "say why the request is rejected, so the requester knows what to change")
@@ -247,3 +253,20 @@ class RequestDesk:
         else:
             raise invalid("action", f"{action[:64]!r} is not a request action; use approve, reject or withdraw")
         return public(await self.records.run(change, self.manager.store, namespace, request_id, change_to))
+
+    async def _approve(self, request: dict) -> dict:
+        """Decide first (atomically, so a withdraw or a second approver cannot race), then create; a create
+        that fails after all (the name taken meanwhile, a full disk) reopens the request and says why."""
+        from .manager import now
+
+        namespace, spec = request["namespace"], request["spec"]
+        if request["status"] == "requested":  # most refusals before anything changes: the same 4xx as a create
+            await self.manager.create(copy.deepcopy(spec), namespace, request["requester"], dry_run=True)
+        approved = await self.records.run(change, self.manager.store, namespace, request["id"],
+                                          decided("approved", self.user, now()))
+        try:
+            await self.manager.create(copy.deepcopy(spec), namespace, request["requester"])
+        except EnvmgrError as e:
+            await self.records.run(change, self.manager.store, namespace, request["id"], reopened(e.message, now()))
+            raise
+        return approved

@@ -387,7 +387,10 @@ class RequestsBase(EnvmgrHandler):
     def desk(self):
         from .env_requests import RequestDesk
 
-        return RequestDesk(self.manager, self.may, self.owner())
+        def may(action: str, namespace: str) -> bool:  # the route's resource too, as every other route asks it
+            return self.authorizer.is_authorized(self, self.current_user, action, RESOURCE) and self.may(action, namespace)
+
+        return RequestDesk(self.manager, may, self.owner())
 
 
 class RequestsHandler(RequestsBase):

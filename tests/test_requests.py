@@ -121,6 +121,14 @@ async def test_a_rejected_request_says_why_and_withdraw_is_the_requesters(api, r
     assert (await api.call("POST", f"requests/{second['id']}/actions", {"action": "approve"}))[0] == 409
     assert not os.path.exists(os.path.join(envmgr_root, "envs", "team", "changed-mind"))
 
+    # The name was taken meanwhile: approving answers as a create would, and the request stays open.
+    third = await reader.ok("POST", "requests", {"name": "taken-later", "packages": ""}, expect=(202,), namespace="team")
+    await api.create({"name": "taken-later", "packages": ""}, namespace="team")
+    status, data = await api.call("POST", f"requests/{third['id']}/actions", {"action": "approve"})
+    assert status == 409 and data["reason"] == "name_taken"
+    assert [r["status"] for r in (await reader.ok("GET", "requests", status="requested"))["requests"]] == ["requested"]
+    await api.wait("taken-later", namespace="team")
+
     for bad in ("../../etc/passwd", "x" * 32, "0" * 31):
         assert (await api.call("POST", f"requests/{bad}/actions", {"action": "approve"}))[0] == 404
     for body in ({"action": "explode"}, {"action": "approve", "extra": 1}, [], {"action": 3}):
@@ -185,3 +193,15 @@ def test_requests_on_the_root_are_atomic_files_and_decided_once(tmp_path):
     with open(os.path.join(store.requests_dir("team"), "0" * 32 + ".json"), "w") as f:
         f.write("{broken")
     assert [r["id"] for r in env_requests.list_namespace(store, "team")] == [request["id"]]
+
+
+def test_an_approval_that_cannot_create_reopens_the_request(tmp_path):
+    """The race approve loses after deciding (the name taken by another server in between): back to requested."""
+    from jupyter_envmgr.store import Store
+
+    store = Store(str(tmp_path))
+    request = env_requests.add(store, env_requests.new_request("team", {"name": "abc"}, "rita", "t0"))
+    env_requests.change(store, "team", request["id"], env_requests.decided("approved", "walt", "t1"))
+    back = env_requests.change(store, "team", request["id"], env_requests.reopened("the name is taken", "t2"))
+    assert back["status"] == "requested" and "environment" not in back and back["message"] == "approving failed: the name is taken"
+    assert env_requests.change(store, "team", request["id"], env_requests.decided("withdrawn", "rita", "t3"))["status"] == "withdrawn"
