@@ -358,6 +358,7 @@ def add_elsewhere_and_request_commands(sub, in_kernel: bool) -> None:
     p.add_argument("--claim", help="the PersistentVolumeClaim of the root (default: the configured one)")
     p.add_argument("--image", help="the container image (default: c.EnvManagerApp.kubernetes_image, the build image)")
     p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+    p.add_argument("--job", metavar="JOB_NAME", help="print a whole batch/v1 Job of this name instead of the fragment")
     p.add_argument("--json", action="store_true", help="JSON instead of YAML")
 
 
@@ -391,6 +392,8 @@ def run_elsewhere(args) -> int:
         claim, mount = elsewhere.cluster_storage(config, args.cluster)
         extra = args.args[1:] if args.args[:1] == ["--"] else args.args
         fragment = elsewhere.pod_fragment(use, args.claim or claim, args.image or config.kubernetes_image, mount, extra)
+        if args.job:
+            fragment = elsewhere.job(fragment, args.job, use["namespace"], config.kubernetes_run_as_user, config.kubernetes_run_as_group)
     except EnvmgrError as e:
         raise ClientError(0, e.message) from None
     if args.json:

@@ -106,6 +106,16 @@ def pod_fragment(use: dict, claim: Optional[str], image: str, mount_path: Option
             "containers": [container]}
 
 
+def job(fragment: dict, name: str, namespace: str, run_as_user: Optional[int] = None, run_as_group: Optional[int] = None) -> dict:
+    """The fragment as a whole batch/v1 Job that runs once (for `pod-spec --job NAME`, and to try a fragment)."""
+    pod = {"restartPolicy": "Never", **fragment}
+    if run_as_user is not None:
+        pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": run_as_user,
+                                  **({"runAsGroup": run_as_group} if run_as_group is not None else {})}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"backoffLimit": 0, "template": {"spec": pod}}}
+
+
 def header(use: dict, claim: Optional[str]) -> str:
     lines = [f"Environment {use['namespace']}/{use['name']}, revision {use['revision']} (pinned: a rebuild does not change it).",
              "Merge `volumes` into your pod spec and the container's fields into yours (Job, Deployment,",

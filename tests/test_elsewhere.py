@@ -67,6 +67,13 @@ async def test_run_and_pod_spec_use_the_serving_revision_as_kernels_do(api, envm
     assert "PersistentVolumeClaim of the storage" in local["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert "hostPath" not in out
 
+    code, out, err = await cli("pod-spec", "--root", envmgr_root, "--claim", "team-envs", "--job", "train-1", "trainer", "--", "train.py")
+    job = yaml.safe_load(out)
+    assert (job["kind"], job["metadata"]["name"], job["metadata"]["namespace"]) == ("Job", "train-1", "default")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["volumes"] == fragment["volumes"] and pod["securityContext"]["runAsNonRoot"]
+    assert pod["containers"][0]["command"] == container["command"] and pod["containers"][0]["args"] == ["train.py"]
+
     # The same for the panel, from the server; after a rebuild it names the new revision.
     use = await api.ok("GET", "environments/trainer/pod-spec")
     assert use["revision"] == 1 and use["run"] == "jupyter envmgr run trainer -- python your_script.py"
@@ -99,3 +106,14 @@ def test_pod_fragment_shape_and_clusters():
         elsewhere.cluster_storage(Config, "north")
     Config.backend = "local"
     assert elsewhere.cluster_storage(Config, None) == (None, None)
+
+
+def test_the_job_is_a_valid_batch_v1_job():
+    """Every field is one the Kubernetes API knows: the client's models read it back unchanged."""
+    kubernetes = pytest.importorskip("kubernetes")
+    use = {"namespace": "team", "name": "x", "revision": 3, "root": "/envs", "python": "/envs/envs/team/x/rev-0003/bin/python",
+           "bin": "/envs/envs/team/x/rev-0003/bin", "env": {"A": "1", "B": "two words"}}
+    manifest = elsewhere.job(elsewhere.pod_fragment(use, "claim-a", "img:1", None, ["train.py"]), "train-1", "team", 1000, 100)
+    api = kubernetes.client.ApiClient()
+    model = api._ApiClient__deserialize(json.loads(json.dumps(manifest)), "V1Job")
+    assert api.sanitize_for_serialization(model) == manifest
