@@ -181,6 +181,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p.add_argument("--revision", type=int, default=1)
         p.add_argument("--gpu", type=int, default=0, help="GPUs the environment asks for")
         p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+        p.add_argument("--cluster", help="a cluster of c.EnvManagerApp.clusters (default: the first)")
     add_elsewhere_and_request_commands(sub, in_kernel)
     return parser
 
@@ -235,9 +236,15 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command in ("run", "pod-spec"):
         return run_elsewhere(args)
     if args.command == "render-job":
-        from .builders.kubernetes import app_from_config, render_job_yaml
+        from .builders.kubernetes import render_job_yaml
 
-        sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
+        try:
+            text = render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu,
+                                   args.cluster)
+        except ValueError as e:  # an unknown cluster, a bad clusters entry
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
         return 0
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
@@ -362,21 +369,12 @@ def add_elsewhere_and_request_commands(sub, in_kernel: bool) -> None:
     p.add_argument("--json", action="store_true", help="JSON instead of YAML")
 
 
-def server_config(path: Optional[str] = None):
-    """The Jupyter server's EnvManagerApp configuration, nothing started."""
-    try:
-        from .builders.kubernetes import app_from_config
-    except ImportError:  # the Kubernetes backend's package keeps it in this module
-        app_from_config = globals()["app_from_config"]
-    return app_from_config(path)
-
-
 def run_elsewhere(args) -> int:
     """`run` and `pod-spec` read the root's files (where the storage is mounted), no server needed."""
     from . import elsewhere
     from .errors import EnvmgrError
 
-    root = os.path.abspath(args.root or server_config(getattr(args, "config", None)).root_dir)  # its default: default_root()
+    root = os.path.abspath(args.root or app_from_config(getattr(args, "config", None)).root_dir)  # its default: default_root()
     try:
         use = elsewhere.serving(elsewhere.find(root, args.name, args.namespace))
         if args.command == "run":
@@ -388,7 +386,7 @@ def run_elsewhere(args) -> int:
             except OSError as e:  # the command does not exist or cannot run
                 print(f"error: cannot run {argv[0]!r} in {args.name}: {e.strerror}", file=sys.stderr)
                 return 127
-        config = server_config(args.config)
+        config = app_from_config(args.config)
         claim, mount = elsewhere.cluster_storage(config, args.cluster)
         extra = args.args[1:] if args.args[:1] == ["--"] else args.args
         fragment = elsewhere.pod_fragment(use, args.claim or claim, args.image or config.kubernetes_image, mount, extra)
@@ -435,6 +433,25 @@ def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.packages = list(args.packages or []) + extra
     return args
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode
+
+    from .app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)
 
 
 def main(argv=None) -> int:

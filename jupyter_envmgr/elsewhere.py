@@ -143,22 +143,16 @@ def usage(root: str, record: dict, claim: Optional[str], mount_path: Optional[st
 
 
 def cluster_storage(config, cluster: Optional[str]) -> tuple:
-    """(claim, mount path) of a cluster from the server's configuration; (None, None) for the local backend.
-
-    Reads c.EnvManagerApp.clusters when the configuration has it (each entry's pvc_name and mount_path,
-    defaulting to kubernetes_pvc_name and root_dir), else the one claim of kubernetes_pvc_name.
-    """
-    if getattr(config, "backend", "local") != "kubernetes":
+    """(claim, mount path) of a cluster of the server's configuration (an EnvManagerApp's traits, see
+    builders/kubernetes/config.py); (None, None) for the local backend, which has no claim."""
+    if config.backend != "kubernetes":
         if cluster not in (None, "", "local"):
             raise EnvmgrError(422, "invalid_field", f"cluster: {cluster!r} is not a cluster of this server; it builds locally (cluster 'local')", "cluster")
         return None, None
-    entries = dict(getattr(config, "clusters", None) or {})
-    if not entries:
-        if cluster not in (None, "", "default", "local"):
-            raise EnvmgrError(422, "invalid_field", f"cluster: {cluster!r} is not a cluster of this server; use default", "cluster")
-        return config.kubernetes_pvc_name, None
-    name = cluster or next(iter(entries))
-    if name not in entries:
-        raise EnvmgrError(422, "invalid_field", f"cluster: {name!r} is not a cluster of this server; use one of {', '.join(entries)}", "cluster")
-    entry = entries[name] or {}
-    return entry.get("pvc_name", config.kubernetes_pvc_name), entry.get("mount_path")
+    from .builders.kubernetes.config import clusters
+
+    found = clusters(config)
+    target = next((c for c in found if c.name == cluster), None) if cluster else found[0]
+    if target is None:
+        raise EnvmgrError(422, "invalid_field", f"cluster: {cluster!r} is not a cluster of this server; use one of {', '.join(c.name for c in found)}", "cluster")
+    return target.pvc_name, target.mount_path

@@ -95,17 +95,19 @@ def test_pod_fragment_shape_and_clusters():
     text = elsewhere.to_yaml(use, fragment, "claim-a")
     assert yaml.safe_load(text) == fragment and text.startswith("# Environment team/x, revision 3")
 
-    class Config:
-        backend = "kubernetes"
-        kubernetes_pvc_name = "jupyter-envmgr"
-        clusters = {"east": {"pvc_name": "east-envs", "mount_path": "/east"}, "west": {}}
+    from traitlets.config import Config
 
-    assert elsewhere.cluster_storage(Config, None) == ("east-envs", "/east")
-    assert elsewhere.cluster_storage(Config, "west") == ("jupyter-envmgr", None)
+    from jupyter_envmgr.app import EnvManagerApp
+
+    app = EnvManagerApp(config=Config(EnvManagerApp={
+        "backend": "kubernetes", "root_dir": "/envs",
+        "clusters": {"east": {"pvc_name": "east-envs", "mount_path": "/east"}, "west": {}}}))
+    assert elsewhere.cluster_storage(app, None) == ("east-envs", "/east")
+    assert elsewhere.cluster_storage(app, "west") == ("jupyter-envmgr", "/envs")
     with pytest.raises(Exception, match="north"):
-        elsewhere.cluster_storage(Config, "north")
-    Config.backend = "local"
-    assert elsewhere.cluster_storage(Config, None) == (None, None)
+        elsewhere.cluster_storage(app, "north")
+    app.backend = "local"
+    assert elsewhere.cluster_storage(app, None) == (None, None)
 
 
 def test_the_job_is_a_valid_batch_v1_job():

@@ -23,6 +23,7 @@ class Build:
     timeout: float
     handle: Optional[dict] = None
     task: Optional[object] = None  # the manager's asyncio task following it
+    cluster: Optional[str] = None  # the record's cluster (Kubernetes: where the Job goes); None: the default
 
     @property
     def key(self) -> tuple:
