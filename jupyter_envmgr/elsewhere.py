@@ -8,10 +8,12 @@ same kernelspec, so a program sees what a notebook sees. Blocking file reads onl
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
 import shlex
+import string
 from typing import Optional
 
 from .errors import EnvmgrError
@@ -60,11 +62,32 @@ def serving(spec: dict) -> dict:
             "python": python, "bin": os.path.dirname(python), "env": env}
 
 
+def substituted(env: dict, base: dict) -> dict:
+    """Kernelspec values as jupyter_client starts a kernel with them: `${VAR}` from `base` (conda activation
+    keeps `PATH=<prefix>/bin:${PATH}`), `$$` a literal `$`."""
+    return {k: string.Template(str(v)).safe_substitute(base) for k, v in env.items()}
+
+
+def _path_first(first: str, path: str) -> str:
+    return os.pathsep.join([first] + [p for p in path.split(os.pathsep) if p and p != first])
+
+
 def command_env(use: dict, base: dict) -> dict:
     """`base` (the caller's environment) with the kernel's variables and the interpreter first on PATH."""
-    env = {**base, **use["env"]}
-    env["PATH"] = os.pathsep.join([use["bin"]] + [p for p in (base.get("PATH") or "").split(os.pathsep) if p])
+    env = {**base, **substituted(use["env"], base)}
+    env["PATH"] = _path_first(use["bin"], env.get("PATH", ""))
     return env
+
+
+def container_env(use: dict) -> dict:
+    """The kernel's variables for a container, whose image's values cannot be referred to (Kubernetes expands
+    only `$(VAR)` of earlier entries): `${PATH}` is the usual PATH, another `${VAR}` nothing."""
+    known = collections.defaultdict(str, PATH=CONTAINER_PATH)
+    env = {k: string.Template(str(v)).safe_substitute(known) for k, v in use["env"].items()}
+    env = {k: os.pathsep.join(p for p in v.split(os.pathsep) if p) if k.endswith("PATH") else v
+           for k, v in env.items()}  # no empty entries (an empty one means the working directory)
+    env["PATH"] = _path_first(use["bin"], env.get("PATH") or CONTAINER_PATH)
+    return {k: v.replace("$(", "$$(") for k, v in env.items()}  # a literal $( stays literal
 
 
 def exec_in(use: dict, argv: list) -> None:
@@ -92,7 +115,7 @@ def pod_fragment(use: dict, claim: Optional[str], image: str, mount_path: Option
     """The parts of a pod spec a workload needs: the claim as a volume mounted at the root's own path
     (every path in the environment is absolute), the interpreter as command, the kernel's variables."""
     mount = mount_path or use["root"]
-    env = {**use["env"], "PATH": os.pathsep.join([use["bin"], CONTAINER_PATH])}
+    env = container_env(use)
     container = {
         "name": "main",
         "image": image,

@@ -119,3 +119,16 @@ def test_the_job_is_a_valid_batch_v1_job():
     api = kubernetes.client.ApiClient()
     model = api._ApiClient__deserialize(json.loads(json.dumps(manifest)), "V1Job")
     assert api.sanitize_for_serialization(model) == manifest
+
+
+def test_variables_are_substituted_as_jupyter_client_does():
+    """Conda activation writes PATH-like values as `<prefix>/...:${VAR}` and a literal `$` as `$$` (conda.py)."""
+    use = {"namespace": "default", "name": "c", "revision": 1, "root": "/r", "python": "/r/p/bin/python", "bin": "/r/p/bin",
+           "env": {"PATH": "/r/p/bin:/r/p/extra:${PATH}", "LD_LIBRARY_PATH": "/r/p/lib:${LD_LIBRARY_PATH}",
+                   "PRICE": "$$5", "CONDA_PREFIX": "/r/p"}}
+    env = elsewhere.command_env(use, {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": "/opt/lib", "HOME": "/home/u"})
+    assert env["PATH"] == "/r/p/bin:/r/p/extra:/usr/bin:/bin" and env["LD_LIBRARY_PATH"] == "/r/p/lib:/opt/lib"
+    assert env["PRICE"] == "$5" and env["HOME"] == "/home/u" and env["CONDA_PREFIX"] == "/r/p"
+    pod = elsewhere.container_env(dict(use, env=dict(use["env"], ODD="a$(b)")))
+    assert pod["PATH"] == "/r/p/bin:/r/p/extra:" + elsewhere.CONTAINER_PATH
+    assert pod["LD_LIBRARY_PATH"] == "/r/p/lib" and pod["PRICE"] == "$5" and pod["ODD"] == "a$$(b)"
