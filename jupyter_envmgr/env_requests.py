@@ -203,6 +203,9 @@ class RequestDesk:
     async def list(self, status: Optional[str] = None, namespace: Optional[str] = None) -> list:
         """The user's own requests, and every request of the namespaces the user may write."""
         namespaces = [self.manager.check_namespace(namespace)] if namespace else self._namespaces()
+        if namespace and not self.may("read", namespaces[0]):
+            raise EnvmgrError(403, "forbidden", f"{self.user or 'this user'} may not read namespace {namespace!r}; "
+                                                "ask an administrator for access")
         wanted = set(status.split(",")) if status else None
         if wanted and not wanted <= set(STATUSES):
             raise invalid("status", f"{status[:60]!r} is not a request status; use {', '.join(STATUSES)}")

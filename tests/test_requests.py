@@ -32,13 +32,14 @@ class TeamAccess(NamespaceAuthorizer):
 
 @pytest.fixture
 def jp_server_config(envmgr_config):
-    envmgr_config["namespaces"] = ["default", "team"]
+    envmgr_config["namespaces"] = ["default", "team", "secret"]
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}, "identity_provider_class": TwoPeople,
                       "authorizer_class": TeamAccess},
         "TeamAccess": {"namespace_access": {
             "team": {"read": ["rita"], "write": ["walt"]},
             "default": {"read": ["*"], "write": ["walt"]},
+            "secret": {"write": ["walt"]},
         }},
         "EnvManagerApp": envmgr_config,
     }
@@ -82,6 +83,9 @@ async def test_a_reader_requests_a_writer_approves_and_the_reader_gets_the_kerne
     assert [r["id"] for r in (await api.ok("GET", "requests", status="requested"))["requests"]] == [request["id"]]
     assert (await api.ok("GET", "requests", status="approved"))["requests"] == []
     assert (await api.call("GET", "requests", status="bogus"))[0] == 422
+    assert (await reader.ok("GET", "requests", namespace="team"))["requests"][0]["id"] == request["id"]
+    assert (await reader.call("GET", "requests", namespace="secret"))[0] == 403
+    assert (await reader.call("POST", "requests", dict(body, name="hidden"), namespace="secret"))[0] == 403
 
     status, data = await reader.call("POST", f"requests/{request['id']}/actions", {"action": "approve"})
     assert status == 403 and "team" in data["message"]
