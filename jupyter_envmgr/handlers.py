@@ -379,6 +379,58 @@ def _read_bytes(path: str, offset: int = 0) -> bytes:
         return b""
 
 
+
+class RequestsBase(EnvmgrHandler):
+    """Requests for environments (env_requests.py). The namespace rules are checked per request by the
+    desk; the route itself only needs read on envmgr, since a reader may ask."""
+
+    def desk(self):
+        from .env_requests import RequestDesk
+
+        def may(action: str, namespace: str) -> bool:  # the route's resource too, as every other route asks it
+            return self.authorizer.is_authorized(self, self.current_user, action, RESOURCE) and self.may(action, namespace)
+
+        return RequestDesk(self.manager, may, self.owner())
+
+
+class RequestsHandler(RequestsBase):
+    @web.authenticated
+    @authorized(action="read")
+    async def get(self):
+        requests = await self.desk().list(self.get_query_argument("status", None), self.get_query_argument("namespace", None))
+        self.write_json({"requests": requests})
+
+    @web.authenticated
+    @authorized(action="read")
+    async def post(self):
+        request = await self.desk().submit(self.body(), self.get_query_argument("namespace", None))
+        self.write_json(request, 202)
+
+
+class RequestActionsHandler(RequestsBase):
+    @web.authenticated
+    @authorized(action="read")
+    async def post(self, id):
+        self.write_json(await self.desk().act(id, self.body()))
+
+
+class PodSpecHandler(EnvmgrHandler):
+    """What it takes to use an environment elsewhere (elsewhere.py): the `run` line and the pod fragment."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        from . import elsewhere
+
+        ns, name = self.namespace(), self.env_name(name)
+        record = await self.manager.records.read_for_change(ns, name)
+        app = self.extensionapp
+        claim, mount = elsewhere.cluster_storage(app, record.get("cluster"))
+        self.write_json(await self.manager.records.run(
+            elsewhere.usage, self.manager.store.root, record, claim, mount, app.kubernetes_image,
+            self.manager.settings.default_namespace))
+
+
 def route_table() -> list:
     """(path under base_url, handler): the same table the OpenAPI test compares with API.md."""
     api = "envmgr/api"
@@ -395,4 +447,7 @@ def route_table() -> list:
         (f"{env}/export", ExportHandler),
         (f"{env}/audit", AuditHandler),
         (f"{api}/suggestions", SuggestionsHandler),
+        (f"{env}/pod-spec", PodSpecHandler),
+        (f"{api}/requests", RequestsHandler),
+        (f"{api}/requests/(?P<id>[^/]+)/actions", RequestActionsHandler),
     ]
