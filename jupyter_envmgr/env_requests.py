@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import json
 import os
 import re
-import time
 import uuid
 from typing import Callable, Iterator, Optional
 
 from .errors import EnvmgrError, conflict, invalid
 from .layout import Layout
 from .spec import redact_url, secrets_in
-from .store import atomic_write, secret_mode
+from .store import atomic_write, flock_bounded, secret_mode
 
 STATUSES = ("requested", "approved", "rejected", "withdrawn")
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -48,16 +46,7 @@ def _locked(directory: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     os.makedirs(directory, exist_ok=True)
     fd = os.open(os.path.join(directory, ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EnvmgrError(503, "busy", "the requests of this namespace are being changed by another "
-                                                   "server; retry in a moment") from None
-                time.sleep(0.01)
+        flock_bounded(fd, timeout, "the requests of this namespace are being changed by another server; retry in a moment")
         yield
     finally:
         os.close(fd)

@@ -21,7 +21,7 @@ from .auth import scope
 from .errors import EnvmgrError, invalid, not_found
 from .manager import EnvironmentManager
 from .spec import NAME_RE, scrub
-from .store import storage_error
+from .store import read_bytes, storage_error
 
 RESOURCE = "envmgr"
 TEXT = "text/plain; charset=utf-8"
@@ -190,7 +190,7 @@ class LogHandler(EnvmgrHandler):
         if self.get_query_argument("follow", "0") in ("1", "true", "yes"):
             await self._follow(ns, name, revision, path, secrets)
         else:
-            text = await self.manager.records.run(_read_bytes, path)
+            text = await self.manager.records.run(read_bytes, path)
             self.finish(scrub(text.decode(errors="replace"), secrets), set_content_type=TEXT)
 
     def _revision(self, record: dict) -> int:
@@ -213,7 +213,7 @@ class LogHandler(EnvmgrHandler):
             except EnvmgrError:
                 record = None  # deleted: send what is left, then end
             active = bool(record) and record.get("revision") == revision and lifecycle.is_active(record.get("status"))
-            chunk = await records.run(_read_bytes, path, offset)
+            chunk = await records.run(read_bytes, path, offset)
             complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             if complete:
@@ -368,15 +368,6 @@ class AuditHandler(EnvmgrHandler):
         except audit.DatabaseUnavailable as e:
             raise EnvmgrError(503, "advisory_db_unavailable", str(e)) from None
         self.write_json(result)
-
-
-def _read_bytes(path: str, offset: int = 0) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
 
 
 
