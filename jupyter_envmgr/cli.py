@@ -22,22 +22,31 @@ def parse_pairs(values, what: str) -> dict:
 
 def packages_text(args) -> Optional[str]:
     """Packages from -r FILE and/or positional PKG arguments, as requirements/environment text."""
-    text = ""
+    text = getattr(args, "notebook_text", "")
     if getattr(args, "file", None):
         with open(args.file) as f:
-            text = f.read()
+            text += f.read()
     if getattr(args, "packages", None):
         text += "".join(p + "\n" for p in args.packages)
     return text or None
 
 
+def looks_like_environment_yaml(text: str, path: str = "") -> bool:
+    """An environment.yml (by its name, or by a top-level `dependencies:`/`channels:` key) means conda."""
+    if path.endswith((".yml", ".yaml")):
+        return True
+    return any(line.startswith(("dependencies:", "channels:")) for line in (text or "").splitlines())
+
+
 def spec_from_args(args, creating: bool) -> dict:
     spec = {}
+    text = packages_text(args)
     if creating:
         spec["name"] = args.name
         if args.manager:
             spec["manager"] = args.manager
-    text = packages_text(args)
+        elif text and looks_like_environment_yaml(text, getattr(args, "file", None) or ""):
+            spec["manager"] = args.manager = "conda"  # -r environment.yml: unless --manager says otherwise
     if getattr(args, "preset", None):
         text = merge_packages(getattr(args, "manager", None) or "pip", text or "", args.preset_text)
     if text is not None:
@@ -119,6 +128,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
     p = sub.add_parser("create", help="create an environment and start warming it")
     p.add_argument("name")
     p.add_argument("--manager", choices=["pip", "conda"])
+    p.add_argument("--from-notebook", metavar="PATH", help="the packages (and Python) a notebook needs, read from its imports and %%pip lines")
     add_spec_options(p)
 
     p = sub.add_parser("update", help="change packages or metadata (a new revision when build inputs change)")
@@ -186,6 +196,35 @@ def resolve_preset(client: EnvmgrClient, args) -> None:
     args.preset_text = presets[args.preset]["packages"]
 
 
+def resolve_notebook(client: EnvmgrClient, args) -> None:
+    """--from-notebook PATH: the server proposes the packages (POST /suggestions); the notebook's own
+    modules (the .py files and packages beside it) are named so they are never taken for packages."""
+    path = getattr(args, "from_notebook", None)
+    if not path:
+        return
+    if getattr(args, "manager", None) == "conda":
+        raise ClientError(0, "--from-notebook proposes pip requirements; leave out --manager conda")
+    try:
+        with open(path) as f:
+            notebook = json.load(f)
+        worksheets = [c for ws in notebook.get("worksheets", []) for c in ws.get("cells", [])]  # nbformat 3
+        cells = [{"cell_type": "code", "source": c.get("source", c.get("input", ""))}
+                 for c in notebook.get("cells", worksheets) if c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError) as e:
+        raise ClientError(0, f"cannot read the notebook {path}: {e}") from None
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}  # code only: outputs can be large
+    directory = os.path.dirname(os.path.abspath(path))
+    local = sorted(e[:-3] if e.endswith(".py") else e for e in os.listdir(directory)
+                   if e.endswith(".py") or os.path.isfile(os.path.join(directory, e, "__init__.py")))
+    suggestion = client.request("POST", "envmgr/api/suggestions", {"notebook": notebook, "local_modules": local})
+    args.notebook_text = suggestion["packages"]
+    if suggestion.get("python") and not args.python:
+        args.python = suggestion["python"]
+    if suggestion["unresolved"]:
+        print(f"{path}: no known package for the import(s) {', '.join(suggestion['unresolved'])}; "
+              "add them as PKG arguments if they are needed", file=sys.stderr)
+
+
 def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
@@ -207,6 +246,7 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
     resolve_preset(client, args)
+    resolve_notebook(client, args)
     if cmd == "list":
         records = client.list(args.label, args.status)
         print(json.dumps(records, indent=2)) if args.json else print_table(records)
@@ -266,19 +306,34 @@ def collect_garbage(args) -> int:
     import uv
 
     from .app import default_root
+    import asyncio
+
     from .gc import collect
+    from .records import Records
     from .store import Store
 
     root = os.path.abspath(args.root or default_root())
     if not os.path.isdir(os.path.join(root, "envs")):
         raise ClientError(0, f"{root} is not an envmgr root (no envs/ in it); pass --root")
-    report = collect(Store(root), args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv"))
+    records = Records(Store(root))
+    report = asyncio.run(collect(records, args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv")))
+    records.close()
     for line in report.revisions:
         print(f"removed {line}")
     for path in report.orphans:
         print(f"removed orphan {path}")
     print(report.summary())
     return 0
+
+
+def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Options and packages in any order: `create NAME --wait six` as well as `create NAME six --wait`."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "packages") or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.packages = list(args.packages or []) + extra
+    return args
 
 
 def app_from_config(config_file: Optional[str] = None):
@@ -301,7 +356,7 @@ def app_from_config(config_file: Optional[str] = None):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return run(args)
     except ClientError as e:

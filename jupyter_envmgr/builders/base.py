@@ -64,6 +64,11 @@ class Builder(abc.ABC):
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
 
+    def clusters(self) -> list:
+        """Where environments are built and stored, for /info ([{"name", "namespaces"}]); empty: the one
+        local place, `local`, with the server's namespaces."""
+        return []
+
     def info(self) -> dict:
         return {}
 
