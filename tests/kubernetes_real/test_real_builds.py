@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+import jupyter_envmgr
 import pytest
 import rattler
-from conftest import DEBIAN_IMAGE, NETWORK_ENV
 from kubernetes import client
 
-import jupyter_envmgr
+from realkube import DEBIAN_IMAGE, NETWORK_ENV
 
 NETWORK = {k: os.environ[k] for k in NETWORK_ENV if k in os.environ}
 
@@ -86,7 +86,6 @@ def test_render_job_is_what_the_real_api_accepts(control_plane, kube_namespace, 
     import json
 
     import yaml
-
     from jupyter_envmgr.cli import build_parser, run
 
     config = tmp_path / "jupyter_server_config.json"
@@ -103,10 +102,10 @@ async def test_reflector_lists_again_on_its_own(control_plane, kube_namespace, t
     """A watch is re-listed every kubernetes_resync_seconds, so a lost event cannot go unnoticed for long."""
     import asyncio
 
-    from conftest import ACCOUNT
-
     from jupyter_envmgr.app import EnvManagerApp
     from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
+
+    from realkube import ACCOUNT
 
     kubeconfig = control_plane.service_account_kubeconfig(kube_namespace, ACCOUNT, {"envmgr": kube_namespace})
     builder = KubernetesBuilder(EnvManagerApp(root_dir=str(tmp_path), namespaces=[kube_namespace], kubernetes_context="envmgr",

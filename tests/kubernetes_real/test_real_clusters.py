@@ -6,15 +6,15 @@ import json
 import os
 
 import pytest
-from conftest import ACCOUNT, IMAGE, PVC, make_namespace
-from kubernetes import client
-
 from jupyter_envmgr.app import EnvManagerApp
 from jupyter_envmgr.builders.base import Build
 from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
 from jupyter_envmgr.errors import EnvmgrError
 from jupyter_envmgr.recipes import BuildPaths
 from jupyter_envmgr.spec import EnvSpec
+from kubernetes import client
+
+from realkube import ACCOUNT, IMAGE, PVC, make_namespace
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import os
 import time
 
 import pytest
-from conftest import kube_traits, make_namespace
 from helpers import unique
+from jupyter_envmgr.client import EnvmgrClient
 from kubernetes import client
 
-from jupyter_envmgr.client import EnvmgrClient
+from realkube import kube_traits, make_namespace
 
 pytestmark = pytest.mark.slow
 

@@ -409,16 +409,23 @@ class KubernetesBuilder(base.Builder):
         except ApiException as e:
             if e.status == 404:
                 return True
-            raise EnvmgrError(503, "unavailable", f"reading Job {name} failed: {describe(e)}") from None
+            # 401/403 and the like: an API server warming up after a restart; the build's own time-out bounds this.
+            log.warning("reading Job %s failed (%s); waiting for the watch", name, describe(e))
+            await self._pause(api)
+            return False
         except EnvmgrError:  # the API is away: wait for the watch to come back
-            changed = self.changed
-            try:
-                await asyncio.wait_for(changed.wait(), api.patience())
-            except asyncio.TimeoutError:
-                pass
+            await self._pause(api)
             return False
         state.jobs[ns].put(job)
         return False
+
+    async def _pause(self, api: KubeApi) -> None:
+        """Until the next watch event, or one API call's patience."""
+        changed = self.changed
+        try:
+            await asyncio.wait_for(changed.wait(), api.patience())
+        except asyncio.TimeoutError:
+            pass
 
     @staticmethod
     def _cancel_marker(build: base.Build) -> str:

@@ -2,8 +2,10 @@
 
 The file holds exactly the pod log's complete lines, so after a reconnection (or a server restart) the lines
 already in it are skipped. A stream the API server ends while the container still runs is read again, no
-sooner than c.EnvManagerApp.kubernetes_log_reread_seconds later. 401/403 is final: the server may not read
-pod logs (a Role without `pods/log`), which no retry mends; it says so in the build log and the server log.
+sooner than c.EnvManagerApp.kubernetes_log_reread_seconds later. 401/403 on the first read is final: the
+server may not read pod logs (a Role without `pods/log`), which no retry mends; it says so at once in the build
+log and the server log. After reads that worked, a 403 is what an API server gives while its authorizer's caches
+warm up after a restart: read again (a few times, then give up the same way).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class LogFollower:
         self.written = count_lines(path)
         self.pod: Optional[str] = None
         self.forbidden = False
+        self.was_read = False  # a read has been allowed once: a later 403 may be an API server restarting
         self._stop = threading.Event()
         self._resp = None
         self.task = asyncio.ensure_future(self._run())
@@ -108,6 +111,7 @@ class LogFollower:
             _request_timeout=(config.kubernetes_api_timeout, max(config.kubernetes_watch_timeout, 60)),
         )
         self._resp = resp
+        self.was_read = True
         seen, buf = 0, b""
         try:
             with open(self.path, "ab") as out:
@@ -154,10 +158,10 @@ class LogFollower:
             except ApiException as e:
                 if e.status == 404:  # the pod is gone: nothing more to read
                     return
-                if e.status in (401, 403):
+                failures += 1
+                if e.status in (401, 403) and (not self.was_read or failures > self.api.config.kubernetes_api_retries + 2):
                     self._forbidden(e)
                     return
-                failures += 1
             except Exception as e:  # a dropped or timed-out stream: read again, skipping what we have
                 if self._stop.is_set():
                     return
