@@ -233,7 +233,7 @@ class EnvironmentManager:
         cluster = self.check_cluster(body.pop("cluster", None) if isinstance(body, dict) else None)
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
-        await self.builder.check_storage(namespace)
+        await self.builder.check_storage(namespace, cluster)
         async with self._create_lock:
             counts = [len(await self.feed.fresh(ns)) for ns in self.offer.namespaces]
             self.policy.check_count(sum(counts))
@@ -260,7 +260,7 @@ class EnvironmentManager:
         if spec.build_inputs() != self.spec_of(record).build_inputs():
             self.validate(spec)
             lifecycle.refuse_if_active(record)
-            await self.builder.check_storage(namespace)
+            await self.builder.check_storage(namespace, record.get("cluster"))
             return await self._start_revision(namespace, name, spec, dry_run), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
         if dry_run:
@@ -282,7 +282,7 @@ class EnvironmentManager:
             lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
-            await self.builder.check_storage(namespace)
+            await self.builder.check_storage(namespace, record.get("cluster"))
             return await self._start_revision(namespace, name, spec)
         if action == "cancel":
             return await self.cancel(namespace, name)

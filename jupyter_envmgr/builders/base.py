@@ -58,8 +58,8 @@ class Builder(abc.ABC):
     async def prepare(self) -> None:
         """Before records are reconciled at start: learn what runs (Kubernetes lists its Jobs)."""
 
-    async def check_storage(self, namespace: Optional[str] = None) -> None:
-        """Raise EnvmgrError when the namespace's storage cannot take a build (the Kubernetes PVC check)."""
+    async def check_storage(self, namespace: Optional[str] = None, cluster: Optional[str] = None) -> None:
+        """Raise EnvmgrError when the namespace's storage on `cluster` cannot take a build (the Kubernetes PVC check)."""
 
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
