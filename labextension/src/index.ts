@@ -1,16 +1,20 @@
 /**
- * The plugin: the environments side panel, its commands and settings, and keeping the launcher
- * and kernel picker in step with environments that turn ready or go.
+ * The plugin: the environments side panel, a main-area view per environment and for the create
+ * form, commands (palette, notebook toolbar and context menu), settings, and keeping the launcher,
+ * the kernel picker and open notebooks in step with environments that turn ready or go.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { addIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
-import { EnvmgrApi, ITransport } from './api';
+import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
+import { CreateView, EnvironmentView, Tab } from './environmentView';
 import { EnvironmentsModel } from './model';
 import { EnvironmentsPanel } from './panel';
+import { KernelRevisions } from './restartNotice';
 
 const PLUGIN_ID = 'jupyter-envmgr:plugin';
 
@@ -26,12 +30,14 @@ namespace CommandIDs {
   export const open = 'envmgr:open';
   export const create = 'envmgr:create';
   export const refresh = 'envmgr:refresh';
+  export const openEnvironment = 'envmgr:open-environment';
+  export const fromNotebook = 'envmgr:new-from-notebook';
 }
 
 /** Requests through Jupyter's own connection settings: base URL, token or cookie + XSRF. */
 function serverTransport(): ITransport {
   const settings = ServerConnection.makeSettings();
-  return async (method, path, body) => {
+  const transport: ITransport = async (method, path, body) => {
     const init: RequestInit = { method };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -41,6 +47,37 @@ function serverTransport(): ITransport {
     const isJson = (response.headers.get('Content-Type') || '').includes('application/json');
     return { status: response.status, text, json: isJson && text ? JSON.parse(text) : null };
   };
+  transport.stream = async (path, onText, signal) => {
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(settings.baseUrl + path, { method: 'GET', signal }, settings);
+    } catch (e) {
+      if (signal.aborted) {
+        return 0;
+      }
+      throw e;
+    }
+    if (!response.ok || !response.body) {
+      return response.status;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) {
+          break;
+        }
+        onText(decoder.decode(value, { stream: true }));
+      }
+    } catch (e) {
+      if (!signal.aborted) {
+        throw e;
+      }
+    }
+    return response.status;
+  };
+  return transport;
 }
 
 function download(filename: string, text: string): void {
@@ -52,6 +89,22 @@ function download(filename: string, text: string): void {
   link.click();
   link.remove();
   URL.revokeObjectURL(url);
+}
+
+/** A name for an environment made from a notebook: its file name as a DNS label. */
+export function nameFromPath(path: string): string {
+  const stem = (path.split('/').pop() || '').replace(/\.[^.]*$/, '');
+  return stem.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '') || 'from-notebook';
+}
+
+/** A notebook panel, as far as this plugin needs one (no dependency on @jupyterlab/notebook). */
+interface INotebookLike extends Widget {
+  context: { path: string; model: { toJSON(): unknown } };
+  toolbar?: { insertItem(index: number, name: string, widget: Widget): boolean };
+}
+
+function isNotebook(widget: Widget | null): widget is INotebookLike {
+  return !!widget && widget.hasClass('jp-NotebookPanel') && 'context' in widget;
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -66,18 +119,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ) => {
     const model = new EnvironmentsModel(new EnvmgrApi(serverTransport()));
-    model.kernelsChanged.connect(() => void app.serviceManager.kernelspecs.refreshSpecs());
+    const specs = app.serviceManager.kernelspecs;
+    model.kernelsChanged.connect(() => void specs.refreshSpecs());
+    void app.serviceManager.user?.ready.then(() => {
+      const identity = app.serviceManager.user.identity;
+      if (identity) {
+        model.user = { username: identity.username, display_name: identity.display_name || identity.name };
+      }
+    });
+    const revisions = new KernelRevisions(app, model);
+
+    const views = new Map<string, MainAreaWidget<EnvironmentView>>();
+    let createWidget: MainAreaWidget<CreateView> | null = null;
+
     const panel = new EnvironmentsPanel(model, {
-      openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
-      confirmDelete: async name =>
-        (
-          await showDialog({
-            title: `Delete ${name}?`,
-            body: 'This removes its kernel and every revision. Running kernels of it stop working.',
-            buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
-          })
-        ).button.accept,
-      download
+      open: name => openEnvironment(name),
+      create: () => openCreate()
     });
     panel.id = 'jp-envmgr-panel';
     panel.title.icon = envmgrIcon;
@@ -85,42 +142,163 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, 'jp-envmgr-panel');
 
+    const showInList = (name?: string) => {
+      app.shell.activateById(panel.id);
+      panel.focusItem(name);
+    };
+
+    function openEnvironment(name: string, tab?: Tab): void {
+      let widget = views.get(name);
+      if (!widget || widget.isDisposed) {
+        const content = new EnvironmentView(model, name, {
+          openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
+          confirmDelete: async what =>
+            (
+              await showDialog({
+                title: `Delete ${what}?`,
+                body: 'This removes its kernel and every revision. Running kernels of it stop working.',
+                buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+              })
+            ).button.accept,
+          download,
+          kernelEnv: kernelName => (specs.specs?.kernelspecs[kernelName]?.env as Record<string, string> | undefined) ?? null,
+          showInList: what => {
+            views.get(what)?.dispose();
+            showInList(what);
+          },
+          closed: () => {
+            views.get(name)?.dispose();
+            showInList();
+          }
+        });
+        widget = new MainAreaWidget({ content });
+        widget.id = `envmgr-view-${model.namespace}-${name}`;
+        widget.title.label = name;
+        widget.title.caption = `Environment ${name} (${model.namespace})`;
+        widget.title.icon = envmgrIcon;
+        widget.title.closable = true;
+        widget.toolbar.hide(); // the view has its own actions
+        views.set(name, widget);
+        widget.disposed.connect(() => views.delete(name));
+        app.shell.add(widget, 'main');
+      }
+      if (tab) {
+        widget.content.setTab(tab);
+      }
+      app.shell.activateById(widget.id);
+      widget.content.focusTitle();
+    }
+
+    function openCreate(initial?: Partial<ISpec>, unresolved?: string[]): void {
+      void model.loadInfo().then(() => {
+        if (!createWidget || createWidget.isDisposed) {
+          const content = new CreateView(
+            model,
+            (env: IEnvironment) => {
+              createWidget?.dispose();
+              openEnvironment(env.name, 'Build log');
+            },
+            () => {
+              createWidget?.dispose();
+              showInList();
+            }
+          );
+          createWidget = new MainAreaWidget({ content });
+          createWidget.id = 'envmgr-create';
+          createWidget.title.label = 'New environment';
+          createWidget.title.icon = envmgrIcon;
+          createWidget.title.closable = true;
+          createWidget.toolbar.hide();
+          app.shell.add(createWidget, 'main');
+        }
+        if (initial || !createWidget.content.isAttached) {
+          createWidget.content.prefill(initial, unresolved);
+        }
+        app.shell.activateById(createWidget.id);
+        createWidget.content.focusFirstControl();
+      });
+    }
+
     let interval = 3;
     model.start(interval);
     if (settingRegistry) {
       void settingRegistry.load(PLUGIN_ID).then(settings => {
         const apply = () => {
-          interval = settings.get('refreshInterval').composite as number;
-          model.start(interval);
+          const next = settings.get('refreshInterval').composite as number;
+          if (next !== interval) {
+            interval = next;
+            model.start(interval);
+          }
         };
         settings.changed.connect(apply);
         apply();
       });
     }
 
+    const fromNotebook = async (notebook: INotebookLike) => {
+      try {
+        const suggestion = await model.api.suggest({ notebook: notebook.context.model.toJSON() });
+        openCreate(
+          {
+            name: nameFromPath(notebook.context.path),
+            manager: suggestion.manager,
+            packages: suggestion.packages,
+            ...(suggestion.python ? { python: suggestion.python } : {})
+          },
+          suggestion.unresolved
+        );
+      } catch (e) {
+        Notification.error(`Could not read the notebook's imports: ${(e as Error).message}`, { autoClose: 8000 });
+      }
+    };
+
     app.commands.addCommand(CommandIDs.open, {
       label: 'Environments: Show Panel',
-      execute: () => {
-        panel.showList();
-        app.shell.activateById(panel.id);
-        panel.focusFirstControl();
-      }
+      execute: () => showInList()
     });
     app.commands.addCommand(CommandIDs.create, {
       label: 'Environments: New Environment',
-      execute: () => {
-        panel.showCreate();
-        app.shell.activateById(panel.id);
-        panel.focusFirstControl();
-      }
+      icon: addIcon,
+      execute: () => openCreate()
     });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Environments: Refresh',
       execute: () => model.refresh()
     });
-    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh]) {
+    app.commands.addCommand(CommandIDs.openEnvironment, {
+      label: args => `Environments: Open ${args.name ?? 'Environment'}`,
+      execute: args => openEnvironment(String(args.name), args.tab as Tab | undefined)
+    });
+    app.commands.addCommand(CommandIDs.fromNotebook, {
+      label: 'New Environment from This Notebook',
+      caption: "Propose an environment from the notebook's imports and %pip lines",
+      icon: envmgrIcon,
+      isEnabled: () => isNotebook(app.shell.currentWidget),
+      execute: () => {
+        const widget = app.shell.currentWidget;
+        if (isNotebook(widget)) {
+          return fromNotebook(widget);
+        }
+      }
+    });
+    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh, CommandIDs.fromNotebook]) {
       palette?.addItem({ command, category: 'Environments' });
     }
+    app.contextMenu.addItem({ command: CommandIDs.fromNotebook, selector: '.jp-Notebook', rank: 90 });
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (widget: Widget) => {
+        const notebook = widget as INotebookLike;
+        const button = new ToolbarButton({
+          icon: envmgrIcon,
+          tooltip: 'New environment from this notebook',
+          onClick: () => void fromNotebook(notebook)
+        });
+        button.addClass('jp-envmgr-from-notebook');
+        notebook.toolbar?.insertItem(10, 'envmgr-from-notebook', button);
+        revisions.watch(widget);
+        return button;
+      }
+    });
   }
 };
 
