@@ -199,6 +199,8 @@ export interface ISpecFormProps {
   env?: IEnvironment;
   /** The starting values: the record (or its serving revision's inputs), or a notebook's suggestion. */
   initial?: Partial<ISpec>;
+  /** Changes proposed to the user on top of `initial` (the fixed versions of an audit): shown as unsaved edits. */
+  proposed?: Partial<ISpec>;
   /** Imports of a notebook that no distribution was found for, shown above the packages. */
   unresolved?: string[];
   onDone: (env: IEnvironment) => void | Promise<void>;
@@ -213,7 +215,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     ? ''
     : 'not available: this server has no conda solver right now (GET /info does not list conda)';
   const base = React.useMemo(() => initialForm(info, model.namespace, props.initial), [props.initial]);
-  const [form, setForm] = React.useState<IForm>(base);
+  const [form, setForm] = React.useState<IForm>(() => initialForm(info, model.namespace, { ...props.initial, ...props.proposed }));
   const [submitError, setSubmitError] = React.useState<{ field: string; message: string } | null>(null);
   const [busy, setBusy] = React.useState(false);
   const [tried, setTried] = React.useState(false);

@@ -94,11 +94,11 @@ function editBase(env: IEnvironment, revisions: IRevision[]): Partial<ISpec> {
 function Overview(props: { model: EnvironmentsModel; env: IEnvironment; revisions: IRevision[]; proposal: Partial<ISpec> | null; clearProposal: () => void }): JSX.Element {
   const { model, env } = props;
   const [editing, setEditing] = React.useState(false);
-  const base = React.useMemo(() => ({ ...editBase(env, props.revisions), ...(props.proposal || {}) }), [editing, props.proposal]);
+  const base = React.useMemo(() => editBase(env, props.revisions), [editing, props.proposal]);
   const editRef = React.useRef<HTMLButtonElement>(null);
   if (editing || props.proposal) {
     return (
-      <SpecForm model={model} env={env} initial={base}
+      <SpecForm model={model} env={env} initial={base} proposed={props.proposal ?? undefined}
         onDone={() => {
           setEditing(false);
           props.clearProposal();
@@ -187,7 +187,7 @@ function Findings(props: { audit: IAudit; propose: () => void }): JSX.Element {
   );
 }
 
-function Packages(props: { model: EnvironmentsModel; env: IEnvironment; packages: IPackage[] | null; propose: (spec: Partial<ISpec>) => void }): JSX.Element {
+function Packages(props: { model: EnvironmentsModel; env: IEnvironment; packages: IPackage[] | null; serving: string; propose: (spec: Partial<ISpec>) => void }): JSX.Element {
   const { env, model } = props;
   const [query, setQuery] = React.useState('');
   const requested = requestedNames(env.manager, env.packages);
@@ -203,7 +203,7 @@ function Packages(props: { model: EnvironmentsModel; env: IEnvironment; packages
   return (
     <div className="jp-envmgr-packages">
       {audit && (
-        <Findings audit={audit} propose={() => props.propose({ packages: fixedPackages(env.manager, env.packages, audit) })} />
+        <Findings audit={audit} propose={() => props.propose({ packages: fixedPackages(env.manager, props.serving, audit) })} />
       )}
       <h4>Installed in revision {env.ready_revision ?? '—'} ({props.packages?.length ?? 0}, {rows.filter(p => role(p) === 'requested').length} requested)</h4>
       <input type="search" aria-label="Search packages" placeholder="search packages" value={query} onChange={e => setQuery(e.target.value)} />
@@ -419,7 +419,7 @@ function View(props: { model: EnvironmentsModel; name: string; actions: IViewAct
       <div className="jp-envmgr-tabpanel" role="tabpanel" id={`${idBase}-panel`} aria-labelledby={`${idBase}-tab-${TABS.indexOf(props.tab)}`}>
         {props.tab === 'Overview' && <Overview model={model} env={env} revisions={revisions} proposal={proposal} clearProposal={() => setProposal(null)} />}
         {props.tab === 'Packages' && (
-          <Packages model={model} env={env} packages={packages} propose={spec => {
+          <Packages model={model} env={env} packages={packages} serving={editBase(env, revisions).packages ?? env.packages} propose={spec => {
             setProposal(spec);
             props.setTab('Overview');
           }} />

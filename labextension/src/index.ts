@@ -12,7 +12,7 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
 import { CreateView, EnvironmentView, Tab } from './environmentView';
-import { EnvironmentsModel } from './model';
+import { EnvironmentsModel, nameFromPath } from './model';
 import { EnvironmentsPanel } from './panel';
 import { KernelRevisions } from './restartNotice';
 
@@ -89,12 +89,6 @@ function download(filename: string, text: string): void {
   link.click();
   link.remove();
   URL.revokeObjectURL(url);
-}
-
-/** A name for an environment made from a notebook: its file name as a DNS label. */
-export function nameFromPath(path: string): string {
-  const stem = (path.split('/').pop() || '').replace(/\.[^.]*$/, '');
-  return stem.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '') || 'from-notebook';
 }
 
 /** A notebook panel, as far as this plugin needs one (no dependency on @jupyterlab/notebook). */

@@ -419,3 +419,9 @@ export function diffLocks(before: string, after: string): ILockChange[] {
   }
   return out;
 }
+
+/** A name for an environment made from a notebook: its file name as a DNS label. */
+export function nameFromPath(path: string): string {
+  const stem = (path.split('/').pop() || '').replace(/\.[^.]*$/, '');
+  return stem.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '') || 'from-notebook';
+}
