@@ -170,6 +170,12 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     view.get_by_role("tab", name="Resources").click()
     expect(view.get_by_label("Init script")).to_contain_text("init done")
     shot(page, "view-ready")
+    # The tabs follow the arrow keys.
+    view.get_by_role("tab", name="Resources").press("ArrowRight")
+    expect(view.get_by_role("tab", name="Overview")).to_be_focused()
+    expect(view.get_by_role("tab", name="Overview")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(view.get_by_role("tab", name="Resources")).to_be_focused()
 
     # Its kernel reached the kernel picker and the launcher without a reload; a notebook on it runs six.
     page.wait_for_function(f"() => '{kernel}' in (window.jupyterapp.serviceManager.kernelspecs.specs?.kernelspecs || {{}})")
@@ -249,6 +255,12 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     check_layout(panel)
     shot(page, "list-failed-update")
 
+    # "Show in list" closes the view and puts the focus on the environment's item.
+    item.get_by_role("button", name=f"Open {name}").click()
+    view.get_by_role("button", name="Show in list").click()
+    expect(view).to_have_count(0)
+    expect(item.get_by_role("button", name=f"Open {name}")).to_be_focused()
+
     # At 600 px the same holds.
     set_sidebar_width(page, 600)
     check_layout(panel)
@@ -273,7 +285,7 @@ def test_keyboard_escape_and_dark_theme(page, lab, shot):
 
     # From the keyboard: the palette command opens the form with the focus in the name.
     page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("New Environment")
+    page.keyboard.type("Environments: New Environment")
     page.keyboard.press("Enter")
     form = page.get_by_role("form", name="Create an environment")
     expect(form).to_be_visible()

@@ -322,3 +322,27 @@ describe('api client', () => {
     ]);
   });
 });
+
+describe('delete', () => {
+  it('shows the delete under way until the server answers, then drops the environment', async () => {
+    const server = new FakeServer();
+    server.environments = [env('one'), env('two')];
+    let answer: () => void = () => undefined;
+    const transport: ITransport = async (method, path, body) => {
+      if (method === 'DELETE') {
+        await new Promise<void>(resolve => (answer = resolve));
+        return { status: 204, text: '', json: null };
+      }
+      return server.transport(method, path, body);
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    const removing = model.remove('one');
+    expect(model.deleting.has('one')).toBe(true);
+    await Promise.resolve();
+    answer();
+    await removing;
+    expect(model.deleting.has('one')).toBe(false);
+    expect(model.environments.map(e => e.name)).toEqual(['two']);
+  });
+});
