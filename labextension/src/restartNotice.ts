@@ -9,9 +9,9 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvironmentsModel } from './model';
 
-/** The restart notice's text (one place, so the browser test and the code agree). */
+/** The restart notice's text: short, as JupyterLab cuts notifications at 140 characters (a name has at most 63). */
 export function restartMessage(name: string, running: number, ready: number): string {
-  return `${name}: revision ${ready} is ready; this notebook's kernel runs revision ${running}. Restart the kernel to use revision ${ready}.`;
+  return `${name}: revision ${ready} is ready; this kernel runs revision ${running}. Restart it to use ${ready}.`;
 }
 
 export class KernelRevisions {

@@ -325,9 +325,11 @@ def test_keyboard_escape_and_dark_theme(page, lab, shot):
 def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     """An environment created and updated through the REST API (another tab, the CLI) shows up live; a
     notebook on the old revision is told that a newer one is ready and offered the restart."""
-    name, kernel = "ui-elsewhere", "envmgr-ui-elsewhere"
+    name = "ui-elsewhere-with-a-long-name-to-check-the-layout-at-250-px"
+    kernel = f"envmgr-{name}"
     panel = open_panel(page)
-    status, _ = call(lab, "POST", "environments", {"name": name, "packages": "six\n", "labels": {"from": "rest"}})
+    labels = {"from": "rest", "team.example.com/owner-group": "a-long-label-value-0123456789abcdefghij"}
+    status, _ = call(lab, "POST", "environments", {"name": name, "packages": "six\n", "labels": labels})
     assert status == 202
     item = panel.locator(f'.jp-envmgr-item[data-name="{name}"]')
     expect(item).to_be_visible(timeout=10000)
@@ -335,6 +337,7 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     page.wait_for_function(f"() => '{kernel}' in (window.jupyterapp.serviceManager.kernelspecs.specs?.kernelspecs || {{}})",
                            timeout=10000)
 
+    check_layout(panel)  # a long name and long labels still fit in 250 px
     page.evaluate(f"() => window.jupyterapp.commands.execute('notebook:create-new', {{kernelName: '{kernel}'}})")
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Toolbar-kernelName")).to_contain_text(name, timeout=60000)
@@ -345,6 +348,7 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     toast = page.locator(".Toastify__toast", has_text="revision 2 is ready")
     expect(toast).to_be_visible(timeout=180000)
     expect(toast).to_contain_text("runs revision 1")
+    page.wait_for_timeout(1000)  # the toast slides in
     shot(page, "restart-notice")
     toast.get_by_role("button", name="Restart kernel").click()
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
