@@ -342,8 +342,8 @@ function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string>
       <h4>Variables set for kernels</h4>
       <p className="jp-envmgr-hint">Declared by the environment:</p>
       <Pairs pairs={env.env_vars} />
-      <p className="jp-envmgr-hint">Set by the init script (written to <code>ENVMGR_ENV_FILE</code>):</p>
-      {props.kernelEnv ? <Pairs pairs={set} /> : <p className="jp-envmgr-none">no kernel yet</p>}
+      <p className="jp-envmgr-hint">Set by the init script (the lines it wrote to <code>ENVMGR_ENV_FILE</code>) and by the environment itself:</p>
+      {props.kernelEnv ? <div aria-label="Variables set for kernels"><Pairs pairs={set} /></div> : <p className="jp-envmgr-none">no kernel yet</p>}
       {/* Room for "Use elsewhere" (batch jobs and services on this environment): issue 17. */}
     </div>
   );

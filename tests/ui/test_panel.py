@@ -135,7 +135,9 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     form.get_by_role("button", name="remove label 2").click()
     expect(error).to_have_count(0)
     form.get_by_label("Description").fill("six for the UI test")
-    form.get_by_label(re.compile("^Init script")).fill("import time\ntime.sleep(4)\nprint('init done')\n")
+    form.get_by_label(re.compile("^Init script")).fill(
+        "import os, time\ntime.sleep(4)\nprint('init done')\n"
+        "with open(os.environ['ENVMGR_ENV_FILE'], 'a') as f:\n    f.write('FROM_INIT=yes\\n')\n")
     expect(create).to_be_enabled()
     create.click()
 
@@ -169,6 +171,7 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     expect(table.locator("tbody tr")).to_have_count(1)
     view.get_by_role("tab", name="Resources").click()
     expect(view.get_by_label("Init script")).to_contain_text("init done")
+    expect(view.get_by_label("Variables set for kernels")).to_contain_text("FROM_INIT = yes")
     shot(page, "view-ready")
     # The tabs follow the arrow keys.
     view.get_by_role("tab", name="Resources").press("ArrowRight")
