@@ -96,20 +96,20 @@ function Overview(props: { model: EnvironmentsModel; env: IEnvironment; revision
   const [editing, setEditing] = React.useState(false);
   const base = React.useMemo(() => editBase(env, props.revisions), [editing, props.proposal]);
   const editRef = React.useRef<HTMLButtonElement>(null);
-  if (editing || props.proposal) {
-    return (
-      <SpecForm model={model} env={env} initial={base} proposed={props.proposal ?? undefined}
-        onDone={() => {
-          setEditing(false);
-          props.clearProposal();
-          requestAnimationFrame(() => editRef.current?.focus());
-        }}
-        onCancel={() => {
-          setEditing(false);
-          props.clearProposal();
-          requestAnimationFrame(() => editRef.current?.focus());
-        }} />
-    );
+  const formOpen = editing || !!props.proposal;
+  const wasOpen = React.useRef(formOpen);
+  React.useEffect(() => {
+    if (wasOpen.current && !formOpen) {
+      editRef.current?.focus(); // the form closed (saved, discarded, Escape): back to the button that opened it
+    }
+    wasOpen.current = formOpen;
+  }, [formOpen]);
+  const close = () => {
+    setEditing(false);
+    props.clearProposal();
+  };
+  if (formOpen) {
+    return <SpecForm model={model} env={env} initial={base} proposed={props.proposal ?? undefined} onDone={close} onCancel={close} />;
   }
   const failedLatest = env.status === 'failed' || env.status === 'cancelled';
   const serving = props.revisions.find(r => r.revision === env.ready_revision);
@@ -349,10 +349,11 @@ function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string>
   );
 }
 
-function View(props: { model: EnvironmentsModel; name: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
+function View(props: { model: EnvironmentsModel; name: string; namespace: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
   const { model, name, actions } = props;
   useModel(model);
-  const env = model.find(name);
+  const elsewhere = model.namespace !== props.namespace; // the list shows another namespace now
+  const env = elsewhere ? undefined : model.find(name);
   const [packages, setPackages] = React.useState<IPackage[] | null>(null);
   const [revisions, setRevisions] = React.useState<IRevision[]>([]);
   const [error, setError] = React.useState('');
@@ -365,12 +366,20 @@ function View(props: { model: EnvironmentsModel; name: string; actions: IViewAct
     void model.api.packages(name).then(setPackages, () => setPackages([]));
     void model.api.revisions(name).then(setRevisions, () => setRevisions([]));
   }, [key]);
-  const gone = !env && !model.deleting.has(name);
+  const gone = !env && !elsewhere && !model.deleting.has(name);
   React.useEffect(() => {
     if (gone && model.info) {
       actions.closed();
     }
   }, [gone]);
+  if (elsewhere) {
+    return (
+      <div className="jp-envmgr-view">
+        <p>{name} is in namespace {props.namespace}; the list shows {model.namespace}.</p>
+        <button className="jp-mod-styled" onClick={() => void model.setNamespace(props.namespace)}>Show namespace {props.namespace}</button>
+      </div>
+    );
+  }
   if (!env) {
     return <div className="jp-envmgr-view"><p>{model.deleting.has(name) ? `Deleting ${name}…` : `${name} is gone.`}</p></div>;
   }
@@ -436,10 +445,12 @@ function View(props: { model: EnvironmentsModel; name: string; actions: IViewAct
 export class EnvironmentView extends ReactWidget {
   constructor(readonly model: EnvironmentsModel, readonly envName: string, private readonly actions: IViewActions) {
     super();
+    this.namespace = model.namespace;
     this.addClass('jp-envmgr-main');
   }
 
   tab: Tab = 'Overview';
+  readonly namespace: string;
 
   setTab(tab: Tab): void {
     this.tab = tab;
@@ -452,7 +463,7 @@ export class EnvironmentView extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <View model={this.model} name={this.envName} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
+    return <View model={this.model} name={this.envName} namespace={this.namespace} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
   }
 }
 

@@ -142,7 +142,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     function openEnvironment(name: string, tab?: Tab): void {
-      let widget = views.get(name);
+      const key = `${model.namespace}/${name}`;
+      let widget = views.get(key);
       if (!widget || widget.isDisposed) {
         const content = new EnvironmentView(model, name, {
           openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
@@ -157,11 +158,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
           download,
           kernelEnv: kernelName => (specs.specs?.kernelspecs[kernelName]?.env as Record<string, string> | undefined) ?? null,
           showInList: what => {
-            views.get(what)?.dispose();
+            views.get(key)?.dispose();
             showInList(what);
           },
           closed: () => {
-            views.get(name)?.dispose();
+            views.get(key)?.dispose();
             showInList();
           }
         });
@@ -172,8 +173,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         widget.title.icon = envmgrIcon;
         widget.title.closable = true;
         widget.toolbar.hide(); // the view has its own actions
-        views.set(name, widget);
-        widget.disposed.connect(() => views.delete(name));
+        views.set(key, widget);
+        widget.disposed.connect(() => views.delete(key));
         app.shell.add(widget, 'main');
       }
       if (tab) {

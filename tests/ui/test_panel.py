@@ -236,6 +236,7 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     expect(revisions.locator('tr[data-revision="2"]')).to_contain_text("failed")
     expect(revisions.locator('tr[data-revision="2"] .jp-envmgr-reason')).to_contain_text("envmgr-no-such-package-xyz")
     expect(revisions.locator('tr[data-revision="1"]')).to_contain_text("1 (serving)")
+    assert view.evaluate(ACCESSIBLE_NAME) == []
     shot(page, "view-failed-update")
     # Editing starts from what the serving revision asked for, not from the failed request.
     view.get_by_role("tab", name="Overview").click()
