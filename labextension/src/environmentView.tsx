@@ -17,6 +17,7 @@ import * as React from 'react';
 
 import { ApiError, IAudit, IEnvironment, IPackage, IRevision, ISpec } from './api';
 import { SpecForm } from './createForm';
+import { settleFocus } from './focus';
 import { diffLocks, EnvironmentsModel, fixedPackages, requestedNames } from './model';
 import { useModel } from './panel';
 import { AuditBadge, StatusBadge } from './status';
@@ -459,7 +460,7 @@ export class EnvironmentView extends ReactWidget {
 
   /** Put the focus on the view's title (after Create, after opening from the list). */
   focusTitle(): void {
-    requestAnimationFrame(() => this.node.querySelector<HTMLElement>('.jp-envmgr-view-title')?.focus());
+    settleFocus(this.node, () => this.node.querySelector<HTMLElement>('.jp-envmgr-view-title'));
   }
 
   render(): JSX.Element {
@@ -486,7 +487,7 @@ export class CreateView extends ReactWidget {
   }
 
   focusFirstControl(): void {
-    requestAnimationFrame(() => this.node.querySelector<HTMLElement>('input, select, textarea')?.focus());
+    settleFocus(this.node, () => this.node.querySelector<HTMLElement>('input, select, textarea'));
   }
 
   render(): JSX.Element {

@@ -5,6 +5,7 @@
 import { addIcon, ReactWidget, refreshIcon, ToolbarButtonComponent } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { settleFocus } from './focus';
 import { EnvironmentsModel, notice, oneLine, shownStatus } from './model';
 import { AuditBadge, StatusBadge } from './status';
 
@@ -109,29 +110,11 @@ export class EnvironmentsPanel extends ReactWidget {
     this.addClass('jp-envmgr-panel');
   }
 
-  /**
-   * Put the keyboard focus on an environment's item (back from its view), else on the first control.
-   * Closing a main-area tab (or running a palette command) hands the focus to the main area just
-   * after, so a move of the focus out of the panel within a second is undone once.
-   */
+  /** Put the keyboard focus on an environment's item (back from its view), else on the toolbar's first button. */
   focusItem(name?: string): void {
-    const target = () =>
+    settleFocus(this.node, () =>
       (name ? this.node.querySelector<HTMLElement>(`.jp-envmgr-item[data-name="${CSS.escape(name)}"] button`) : null) ||
-      this.node.querySelector<HTMLElement>('.jp-envmgr-new, button, select, input');
-    const undoSteal = (event: FocusEvent) => {
-      if (!this.node.contains(event.target as Node)) {
-        stop();
-        const previous = event.relatedTarget as HTMLElement | null;
-        (previous && this.node.contains(previous) ? previous : target())?.focus();
-      }
-    };
-    const stop = () => {
-      document.removeEventListener('focusin', undoSteal, true);
-      clearTimeout(timer);
-    };
-    const timer = setTimeout(stop, 1000);
-    document.addEventListener('focusin', undoSteal, true);
-    requestAnimationFrame(() => target()?.focus());
+      this.node.querySelector<HTMLElement>('.jp-envmgr-new, button, select, input'));
   }
 
   render(): JSX.Element {
