@@ -138,11 +138,13 @@ export interface IResponse {
   status: number;
   text: string;
   json: unknown;
+  /** The `ETag` of a GET that has one. */
+  etag?: string | null;
 }
 
 /** How requests reach the server: injected, so the model can be tested without a browser. */
 export interface ITransport {
-  (method: string, path: string, body?: unknown): Promise<IResponse>;
+  (method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<IResponse>;
   /** GET a route that answers a little at a time: `onText` gets each piece until the end or `signal` aborts; resolves to the status. */
   stream?: (path: string, onText: (text: string) => void, signal: AbortSignal) => Promise<number>;
 }
@@ -214,9 +216,25 @@ export class EnvmgrApi {
     return this.request('GET', 'info');
   }
 
-  async list(): Promise<IEnvironment[]> {
-    return (await this.request<{ environments: IEnvironment[] }>('GET', 'environments')).environments;
+  /**
+   * The namespace's environments; `null` when they have not changed since the last list (the server
+   * answered 304 to the `ETag` of that list).
+   */
+  async list(): Promise<IEnvironment[] | null> {
+    const url = this.url('environments', {});
+    const tag = this._etag.url === url ? this._etag.tag : ''; // only the list the caller holds: the last one
+    const response = await this.transport('GET', url, undefined, tag ? { 'If-None-Match': tag } : undefined);
+    if (response.status === 304) {
+      return null;
+    }
+    if (response.status >= 400) {
+      throw apiError(response);
+    }
+    this._etag = { url, tag: response.etag || '' };
+    return (response.json as { environments: IEnvironment[] }).environments;
   }
+
+  private _etag = { url: '', tag: '' };
 
   get(name: string): Promise<IEnvironment> {
     return this.request('GET', `environments/${name}`);

@@ -37,15 +37,15 @@ namespace CommandIDs {
 /** Requests through Jupyter's own connection settings: base URL, token or cookie + XSRF. */
 function serverTransport(): ITransport {
   const settings = ServerConnection.makeSettings();
-  const transport: ITransport = async (method, path, body) => {
-    const init: RequestInit = { method };
+  const transport: ITransport = async (method, path, body, headers) => {
+    const init: RequestInit = { method, headers };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
     }
     const response = await ServerConnection.makeRequest(settings.baseUrl + path, init, settings);
     const text = await response.text();
     const isJson = (response.headers.get('Content-Type') || '').includes('application/json');
-    return { status: response.status, text, json: isJson && text ? JSON.parse(text) : null };
+    return { status: response.status, text, json: isJson && text ? JSON.parse(text) : null, etag: response.headers.get('ETag') };
   };
   transport.stream = async (path, onText, signal) => {
     let response: Response;

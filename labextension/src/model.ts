@@ -256,7 +256,9 @@ export class EnvironmentsModel {
       if (namespace !== this.api.namespace) {
         return; // the user switched namespaces meanwhile: this answer is about the old one
       }
-      this.observe(environments);
+      if (environments) {
+        this.observe(environments); // else unchanged since the last list (304)
+      }
       this.error = '';
     } catch (e) {
       this.error = (e as Error).message;

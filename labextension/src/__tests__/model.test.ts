@@ -323,6 +323,51 @@ describe('api client', () => {
   });
 });
 
+describe('conditional lists', () => {
+  it("sends the last list's ETag and keeps the list on 304", async () => {
+    const seen: (string | undefined)[] = [];
+    let environments = [env('one')];
+    const transport: ITransport = async (method, path, body, headers) => {
+      if (path === 'envmgr/api/info') {
+        return { status: 200, text: '', json: { namespaces: ['default'] } };
+      }
+      if (path.startsWith('envmgr/api/environments?')) {
+        seen.push(headers?.['If-None-Match']);
+        const tag = `"${environments.length}"`;
+        return headers?.['If-None-Match'] === tag
+          ? { status: 304, text: '', json: null }
+          : { status: 200, text: '', json: { environments }, etag: tag };
+      }
+      return { status: 404, text: '', json: null };
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    await model.refresh();
+    expect(model.environments.map(e => e.name)).toEqual(['one']);
+    environments = [env('one'), env('two')];
+    await model.refresh();
+    expect(model.environments.map(e => e.name)).toEqual(['one', 'two']);
+    expect(seen).toEqual([undefined, '"1"', '"1"']);
+  });
+
+  it('lists a namespace afresh when the user comes back to it', async () => {
+    const server = new FakeServer();
+    server.environments = [env('one')];
+    const transport: ITransport = async (method, path, body, headers) => {
+      const response = await server.transport(method, path, body);
+      if (path.startsWith('envmgr/api/environments?')) {
+        return headers?.['If-None-Match'] === '"x"' ? { status: 304, text: '', json: null } : { ...response, etag: '"x"' };
+      }
+      return response;
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    await model.setNamespace('team');
+    await model.setNamespace('default');
+    expect(model.environments.map(e => e.name)).toEqual(['one']);
+  });
+});
+
 describe('delete', () => {
   it('shows the delete under way until the server answers, then drops the environment', async () => {
     const server = new FakeServer();
