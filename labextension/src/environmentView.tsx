@@ -81,6 +81,8 @@ function Pairs(props: { pairs: Record<string, string> }): JSX.Element {
   ) : <span className="jp-envmgr-none">none</span>;
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
 
 /** What editing starts from: the record, but the build inputs of the serving revision when a later one failed or was cancelled. */
@@ -248,11 +250,11 @@ function Revisions(props: { model: EnvironmentsModel; env: IEnvironment; revisio
               <td>{r.revision}{r.current ? ' (serving)' : ''}</td>
               <td>
                 <span className={`jp-envmgr-badge jp-envmgr-badge-${r.status}`}>{r.status}</span>
-                {r.message && <div className="jp-envmgr-reason">{r.message}</div>}
+                {r.message && r.message !== r.status && <div className="jp-envmgr-reason">{r.message}</div>}
               </td>
               <td>
                 <details>
-                  <summary>Python {String(r.inputs.python ?? '')}, {String(r.inputs.packages ?? '').split('\n').filter(l => l.trim()).length} lines</summary>
+                  <summary>Python {String(r.inputs.python ?? '')}, {plural(String(r.inputs.packages ?? '').split('\n').filter(l => l.trim()).length, 'line')}</summary>
                   <pre className="jp-envmgr-pre">{String(r.inputs.packages ?? '')}</pre>
                 </details>
               </td>

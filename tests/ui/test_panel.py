@@ -357,5 +357,15 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     toast.get_by_role("button", name="Restart kernel").click()
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
 
+    # Its revisions: both ready, the same lock; a rollback to 1 from the view.
+    item.get_by_role("button", name=f"Open {name}").click()
+    view = view_of(page, name)
+    view.get_by_role("tab", name="Revisions").click()
+    expect(view.get_by_label("Lock difference")).to_contain_text("The locks are the same.")
+    view.get_by_role("button", name="Roll back to 1").click()
+    expect(view.get_by_role("table", name="Revisions").locator('tr[data-revision="1"]')).to_contain_text("1 (serving)", timeout=60000)
+    expect(view.get_by_role("button", name="Roll back to 2")).to_be_visible()
+    shot(page, "view-rollback")
+
     assert call(lab, "DELETE", f"environments/{name}")[0] == 204
     expect(item).to_have_count(0, timeout=10000)
