@@ -101,6 +101,45 @@ function isNotebook(widget: Widget | null): widget is INotebookLike {
   return !!widget && widget.hasClass('jp-NotebookPanel') && 'context' in widget;
 }
 
+/**
+ * Bring the app's kernelspecs (launcher, kernel picker) in step with the ready environments: the
+ * event of a revision turning ready can arrive a moment before the server lists its kernelspec, so a
+ * missing or older spec is asked for again a few times (bounded), not once and forgotten.
+ */
+function kernelSync(specs: JupyterFrontEnd['serviceManager']['kernelspecs'], model: EnvironmentsModel): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  const meta = (spec: unknown) => ((spec as { metadata?: { envmgr?: { name?: string; namespace?: string; revision?: number } } } | undefined)?.metadata?.envmgr);
+  const behind = () => {
+    const have = specs.specs?.kernelspecs || {};
+    const missingOrOld = model.environments.some(e => {
+      const spec = e.kernel_name ? have[e.kernel_name] : undefined;
+      const revision = meta(spec)?.revision;
+      return !!e.kernel_name && (!spec || (revision !== undefined && revision !== e.ready_revision));
+    });
+    const gone = Object.values(have).some(spec => {
+      const m = meta(spec);
+      return !!m && m.namespace === model.namespace && !model.environments.some(e => e.name === m.name && e.kernel_name);
+    });
+    return missingOrOld || gone;
+  };
+  const run = async () => {
+    for (const delay of [0, 250, 750, 1500, 3000]) {
+      await new Promise(resolve => setTimeout(resolve, delay));
+      again = false;
+      await specs.refreshSpecs();
+      if (!behind() && !again) {
+        return;
+      }
+    }
+  };
+  return () => {
+    again = true;
+    running = running ?? run().finally(() => (running = null));
+    return running;
+  };
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Create, warm and share Python environments as kernels.',
@@ -114,7 +153,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const model = new EnvironmentsModel(new EnvmgrApi(serverTransport()));
     const specs = app.serviceManager.kernelspecs;
-    model.kernelsChanged.connect(() => void specs.refreshSpecs());
+    const syncKernels = kernelSync(specs, model);
+    model.kernelsChanged.connect(() => void syncKernels());
     void app.serviceManager.user?.ready.then(() => {
       const identity = app.serviceManager.user.identity;
       if (identity) {
