@@ -234,7 +234,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
   if (!form.name && !tried && !editing) {
     delete errors.name; // not a mistake yet: the user has not reached the name
   }
-  const blocked = Object.keys(problems).length > 0 || (!!dry.error && !submitError);
+  const blocked = Object.keys(problems).length > 0 || !!server; // until the user changes what the server refused
   const update = (next: Partial<IForm>) => {
     setForm(current => ({ ...current, ...next }));
     setSubmitError(null);

@@ -319,6 +319,16 @@ def test_keyboard_escape_and_dark_theme(page, lab, shot):
         expect(conda).to_be_disabled()
         expect(form.locator("#envmgr-conda-reason")).to_be_visible()
 
+    # What only the administrator's policy decides (a local path) is judged by the server: as it is
+    # typed where the server has ?dry_run=1, else when Create is pressed; either way under the packages.
+    packages = form.get_by_label("Packages (requirements.txt)")
+    packages.fill("-e ./pkg\n")
+    if "clusters" not in call(lab, "GET", "info")[1]:  # a server without ?dry_run=1
+        form.get_by_role("button", name="Create", exact=True).click()
+    expect(form.locator("#envmgr-packages-error")).to_contain_text(re.compile("editable|-e"), timeout=10000)
+    expect(form.get_by_role("button", name="Create", exact=True)).to_be_disabled()
+    assert call(lab, "GET", "environments/kb-env")[0] == 404  # nothing was created
+
     # A preset adds its lines without repeating what is there; a variable row takes the focus.
     packages = form.get_by_label("Packages (requirements.txt)")
     packages.fill("numpy==2.*\n")
