@@ -13,9 +13,15 @@ def _jupyter_labextension_paths():
 
 
 def load_ipython_extension(ipython):
-    """`%load_ext jupyter_envmgr`: the %envmgr magics."""
+    """`%load_ext jupyter_envmgr`: the %envmgr magics; in an environment's kernel, also pin its revision."""
+    import os
+
     from .magics import load_ipython_extension as load
 
+    if os.environ.get("JUPYTER_ENVMGR_REVISION"):
+        from .inuse import hold
+
+        hold()
     load(ipython)
 
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 
-from . import gc, pythons
+from . import audit, gc, pythons
 from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
@@ -87,6 +88,17 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
     max_environments = Int(200, config=True, help="Most environments this root may hold across namespaces.")
     max_packages_bytes = Int(65536, config=True, help="Largest packages text (requirements.txt or environment.yaml) accepted, in bytes.")
     max_body_bytes = Int(1024 * 1024, config=True, help="Largest request body accepted by the REST API, in bytes (larger gets 413).")
+    max_log_bytes = Int(
+        16 * 1024 * 1024, config=True,
+        help="""Largest build log kept per revision, in bytes; past it the log ends with a truncation note
+        (the build goes on). 0: no limit.""",
+    )
+    lease_seconds = Float(
+        30.0, config=True,
+        help="""How long a queued or running build stays with the server that launched it without a word from
+        that server. Servers sharing a root renew their leases every few seconds; when a server is gone,
+        another one takes its builds over after this long (re-attaching to, or launching, them).""",
+    )
     uv_cache_dir = Unicode(config=True, help="uv's package cache. Default <root>/cache/uv: on the same filesystem as the environments, so installs hard-link.")
 
     @default("uv_cache_dir")
@@ -137,6 +149,20 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         root is shared storage, set JUPYTER_PATH=<root>/jupyter for those tools instead.""",
     )
 
+    advisory_db = Unicode(
+        "", config=True,
+        help="""Advisory database the locks of ready revisions are audited against (GET .../audit), in the
+        OSV format: a directory of OSV JSON files, an OSV zip export (e.g. an ecosystem's all.zip), or the
+        URL of an OSV-compatible query service (POST <url>/v1/query). Empty (the default): no audit, and
+        /audit answers 503. A local directory or zip needs no network.""",
+    )
+    audit_interval = Float(
+        86400.0, config=True,
+        help="""Seconds an audit result stays fresh: every ready revision is audited again on this schedule
+        (in a worker thread) and /audit recomputes a result older than this. 0 turns the schedule off
+        (/audit then always checks anew).""",
+    )
+
     @validate("namespaces")
     def _check_namespaces(self, proposal):
         from .spec import NAME_RE
@@ -161,9 +187,9 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         store = Store(root)
         kube = None
         if self.backend == "kubernetes":  # traits: KubernetesConfig (c.EnvManagerApp.kubernetes_*)
-            from .builders.kubernetes import builder_from_app
+            from .builders.kubernetes import builder_from_config
 
-            kube = builder_from_app(self)
+            kube = builder_from_config(self)
         found = kube.interpreters() if kube else self.interpreters()
         policy = Policy(
             allowed_index_urls=list(self.allowed_index_urls),
@@ -210,10 +236,16 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 default_namespace=self.namespaces[0],
                 presets=list(self.presets),
                 rerun_init_script=self.rerun_init_script,
+                max_log_bytes=self.max_log_bytes,
+                lease_seconds=self.lease_seconds,
+                # Stable across a restart on the same host and port, so a server re-attaches to its own builds at once.
+                server_id=f"{socket.gethostname()}:{getattr(self.serverapp, 'port', 0)}",
             ),
             log=self.log,
         )
         self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
+        self.manager.auditor = audit.Auditor(self.advisory_db) if self.advisory_db else None
+        self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
         self._add_kernel_dir()
 
     def _add_kernel_dir(self):
@@ -230,6 +262,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
         if self.gc_interval > 0:
             self._gc_task = asyncio.ensure_future(self._collect_garbage_forever())
+        if self.advisory_db and self.audit_interval > 0:
+            self._audit_task = asyncio.ensure_future(self._audit_forever())
 
     async def _collect_garbage_forever(self):
         import uv
@@ -237,14 +271,36 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         while True:
             await asyncio.sleep(self.gc_interval)
             try:
-                report = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: gc.collect(self.manager.store, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir))
+                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir)
                 self.log.info("jupyter_envmgr gc: %s", report.summary())
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")
 
+    def _audit_targets(self) -> list:
+        """(revision, lock path, log path) of every ready revision on the root."""
+        store, targets = self.manager.store, []
+        for namespace in store.namespaces_on_disk():
+            for record in store.list(namespace):
+                if record.get("ready_revision"):
+                    paths = self.manager.paths(namespace, record["name"], record["ready_revision"])
+                    targets.append((record["ready_revision"], paths.lock, paths.log))
+        return targets
+
+    async def _audit_forever(self, scan: float = 60.0):
+        """Audit ready revisions whose result is missing or older than audit_interval; a new revision's
+        first audit comes within `scan` seconds of its switch, off the build's path."""
+        auditor = self.settings["envmgr_auditor"]
+        while True:
+            try:
+                count = await asyncio.to_thread(lambda: audit.audit_all(auditor, self._audit_targets(), self.audit_interval))
+                if count:
+                    self.log.info("jupyter_envmgr audit: %d revisions checked against %s", count, auditor.database)
+            except Exception as e:  # an absent or slow database leaves every environment as it is
+                self.log.warning("jupyter_envmgr audit failed: %s", e)
+            await asyncio.sleep(min(scan, self.audit_interval))
+
     async def stop_extension(self):
-        task = getattr(self, "_gc_task", None)
-        if task:
-            task.cancel()
+        for task in (getattr(self, "_gc_task", None), getattr(self, "_audit_task", None)):
+            if task:
+                task.cancel()
         await self.manager.stop()

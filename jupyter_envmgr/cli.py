@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional
 
@@ -21,22 +22,31 @@ def parse_pairs(values, what: str) -> dict:
 
 def packages_text(args) -> Optional[str]:
     """Packages from -r FILE and/or positional PKG arguments, as requirements/environment text."""
-    text = ""
+    text = getattr(args, "notebook_text", "")
     if getattr(args, "file", None):
         with open(args.file) as f:
-            text = f.read()
+            text += f.read()
     if getattr(args, "packages", None):
         text += "".join(p + "\n" for p in args.packages)
     return text or None
 
 
+def looks_like_environment_yaml(text: str, path: str = "") -> bool:
+    """An environment.yml (by its name, or by a top-level `dependencies:`/`channels:` key) means conda."""
+    if path.endswith((".yml", ".yaml")):
+        return True
+    return any(line.startswith(("dependencies:", "channels:")) for line in (text or "").splitlines())
+
+
 def spec_from_args(args, creating: bool) -> dict:
     spec = {}
+    text = packages_text(args)
     if creating:
         spec["name"] = args.name
         if args.manager:
             spec["manager"] = args.manager
-    text = packages_text(args)
+        elif text and looks_like_environment_yaml(text, getattr(args, "file", None) or ""):
+            spec["manager"] = args.manager = "conda"  # -r environment.yml: unless --manager says otherwise
     if getattr(args, "preset", None):
         text = merge_packages(getattr(args, "manager", None) or "pip", text or "", args.preset_text)
     if text is not None:
@@ -118,6 +128,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
     p = sub.add_parser("create", help="create an environment and start warming it")
     p.add_argument("name")
     p.add_argument("--manager", choices=["pip", "conda"])
+    p.add_argument("--from-notebook", metavar="PATH", help="the packages (and Python) a notebook needs, read from its imports and %%pip lines")
     add_spec_options(p)
 
     p = sub.add_parser("update", help="change packages or metadata (a new revision when build inputs change)")
@@ -170,6 +181,7 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p.add_argument("--revision", type=int, default=1)
         p.add_argument("--gpu", type=int, default=0, help="GPUs the environment asks for")
         p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+        p.add_argument("--cluster", help="a cluster of c.EnvManagerApp.clusters (default: the first)")
     return parser
 
 
@@ -184,6 +196,35 @@ def resolve_preset(client: EnvmgrClient, args) -> None:
     args.preset_text = presets[args.preset]["packages"]
 
 
+def resolve_notebook(client: EnvmgrClient, args) -> None:
+    """--from-notebook PATH: the server proposes the packages (POST /suggestions); the notebook's own
+    modules (the .py files and packages beside it) are named so they are never taken for packages."""
+    path = getattr(args, "from_notebook", None)
+    if not path:
+        return
+    if getattr(args, "manager", None) == "conda":
+        raise ClientError(0, "--from-notebook proposes pip requirements; leave out --manager conda")
+    try:
+        with open(path) as f:
+            notebook = json.load(f)
+        worksheets = [c for ws in notebook.get("worksheets", []) for c in ws.get("cells", [])]  # nbformat 3
+        cells = [{"cell_type": "code", "source": c.get("source", c.get("input", ""))}
+                 for c in notebook.get("cells", worksheets) if c.get("cell_type") == "code"]
+    except (OSError, ValueError, AttributeError) as e:
+        raise ClientError(0, f"cannot read the notebook {path}: {e}") from None
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}  # code only: outputs can be large
+    directory = os.path.dirname(os.path.abspath(path))
+    local = sorted(e[:-3] if e.endswith(".py") else e for e in os.listdir(directory)
+                   if e.endswith(".py") or os.path.isfile(os.path.join(directory, e, "__init__.py")))
+    suggestion = client.request("POST", "envmgr/api/suggestions", {"notebook": notebook, "local_modules": local})
+    args.notebook_text = suggestion["packages"]
+    if suggestion.get("python") and not args.python:
+        args.python = suggestion["python"]
+    if suggestion["unresolved"]:
+        print(f"{path}: no known package for the import(s) {', '.join(suggestion['unresolved'])}; "
+              "add them as PKG arguments if they are needed", file=sys.stderr)
+
+
 def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
@@ -192,13 +233,20 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
     if args.command == "gc":
         return collect_garbage(args)
     if args.command == "render-job":
-        from .builders.kubernetes import app_from_config, render_job_yaml
+        from .builders.kubernetes import render_job_yaml
 
-        sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
+        try:
+            text = render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu,
+                                   args.cluster)
+        except ValueError as e:  # an unknown cluster, a bad clusters entry
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
         return 0
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
     resolve_preset(client, args)
+    resolve_notebook(client, args)
     if cmd == "list":
         records = client.list(args.label, args.status)
         print(json.dumps(records, indent=2)) if args.json else print_table(records)
@@ -258,13 +306,18 @@ def collect_garbage(args) -> int:
     import uv
 
     from .app import default_root
+    import asyncio
+
     from .gc import collect
+    from .records import Records
     from .store import Store
 
     root = os.path.abspath(args.root or default_root())
     if not os.path.isdir(os.path.join(root, "envs")):
         raise ClientError(0, f"{root} is not an envmgr root (no envs/ in it); pass --root")
-    report = collect(Store(root), args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv"))
+    records = Records(Store(root))
+    report = asyncio.run(collect(records, args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv")))
+    records.close()
     for line in report.revisions:
         print(f"removed {line}")
     for path in report.orphans:
@@ -273,8 +326,37 @@ def collect_garbage(args) -> int:
     return 0
 
 
+def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Options and packages in any order: `create NAME --wait six` as well as `create NAME six --wait`."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "packages") or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.packages = list(args.packages or []) + extra
+    return args
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode
+
+    from .app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return run(args)
     except ClientError as e:

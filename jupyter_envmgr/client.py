@@ -285,6 +285,37 @@ def _requirement_name(line: str) -> str:
     return re.sub(r"[-_.]+", "-", m[1]).lower() if m else ""
 
 
+def merge_pip_packages(text: str, extra: str) -> str:
+    """Add requirement lines to the `pip:` sub-list of an environment.yaml's dependencies (made if missing)."""
+    text = text or ""
+    lines = text.splitlines()
+    have = set()
+    start = next((i for i, l in enumerate(lines) if l.strip() in ("- pip:", "-  pip:")), None)
+    if start is not None:
+        indent = len(lines[start]) - len(lines[start].lstrip())
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+            if lines[end].strip().startswith("- "):
+                have.add(_requirement_name(lines[end].strip()[2:]))
+            end += 1
+        child = " " * (indent + 4)
+    new = [l.strip() for l in extra.splitlines() if l.strip() and _requirement_name(l) not in have]
+    if not new:
+        return text
+    if start is None:
+        if not any(l.startswith("dependencies:") for l in lines):
+            lines.append("dependencies:")
+        at = next(i for i, l in enumerate(lines) if l.startswith("dependencies:")) + 1
+        while at < len(lines) and lines[at].startswith((" ", "-")):
+            at += 1
+        lines[at:at] = ["  - pip:"] + [f"      - {p}" for p in new]
+    else:
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+        lines[end:end] = [f"{child}- {p}" for p in new]
+    return "\n".join(lines) + "\n"
+
+
 def merge_packages(manager: str, text: str, extra: str) -> str:
     """Add package lines (a preset, `%envmgr install`) to packages text without duplicating a name.
 

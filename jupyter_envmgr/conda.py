@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .errors import forbidden, invalid
+from .errors import EnvmgrError, forbidden, invalid
+from .spec import parse_requirements
 
 SOLVERS = ("rattler", "micromamba", "mamba", "conda")
 ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
@@ -53,7 +54,6 @@ class CondaSettings:
     solver: str = "rattler"
     pkgs_dir: str = ""
     repodata_dir: str = ""
-    python: str = sys.executable  # runs `python -m jupyter_envmgr.conda` steps
 
     def _config(self):
         import rattler
@@ -122,6 +122,7 @@ class EnvironmentFile:
     specs: list = field(default_factory=list)  # [Dependency]
     pip: list = field(default_factory=list)  # [Dependency]
     variables: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # what was ignored, for the build log
 
 
 def _where(node) -> str:
@@ -153,10 +154,10 @@ def parse_environment(text: str) -> EnvironmentFile:
         if key in seen:
             raise invalid("packages", f"environment.yaml {_where(key_node)}: key {key!r} appears twice")
         seen.add(key)
-        if key not in ENV_KEYS:
-            raise invalid("packages", f"environment.yaml {_where(key_node)}: unknown key {key!r}; "
-                                      f"allowed: {', '.join(ENV_KEYS)}")
-        if key == "name":
+        if key not in ENV_KEYS:  # conda-lock's platforms, category, ...: conda ignores them, and so do we
+            env.notes.append(f"environment.yaml {_where(key_node)}: key {key!r} is ignored (conda reads "
+                             f"{', '.join(ENV_KEYS)})")
+        elif key == "name":
             env.name = _scalar(value, "name")
         elif key == "prefix":
             _scalar(value, "prefix")  # exported files carry one; the server decides where envs live
@@ -196,7 +197,7 @@ def _variables(node) -> dict:
         raise invalid("packages", f"environment.yaml {_where(node)}: variables must be a mapping of NAME: value")
     out = {}
     for k, v in node.value:
-        if not isinstance(v, yaml.ScalarNode) or not ENV_VAR_RE.match(str(k.value)):
+        if not isinstance(v, yaml.ScalarNode) or not ENV_VAR_RE.fullmatch(str(k.value)):
             raise invalid("packages", f"environment.yaml {_where(k)}: variables: {k.value!r} must be a variable "
                                       "name (letters, digits, '_') with a plain value")
         out[str(k.value)] = str(v.value)
@@ -230,6 +231,23 @@ class Resolved:
     pip: list  # requirement lines for uv
     variables: dict
     name: Optional[str]
+    notes: list = field(default_factory=list)
+
+
+#: `nbconvert[execute]>=7`: pip-style extras in a conda spec. conda's parser reads only key=value pairs
+#: between brackets and drops the rest, so such a spec means the package without extras.
+BARE_EXTRAS_RE = re.compile(r"\A(?P<head>(?:[^\s:\[]+::)?[A-Za-z0-9_.-]+)\[(?P<extras>[A-Za-z0-9_.,\s-]+)\](?P<rest>.*)\Z",
+                            re.DOTALL)
+
+
+def _without_bare_extras(dep: Dependency, notes: list) -> Dependency:
+    m = BARE_EXTRAS_RE.fullmatch(dep.text)
+    if not m:
+        return dep
+    text = m["head"] + m["rest"]
+    notes.append(f"environment.yaml line {dep.line}: {dep.text!r} is read as {text!r}: conda packages have no "
+                 f"extras ([{m['extras']}] is ignored, as conda ignores it)")
+    return Dependency(dep.line, text)
 
 
 def _match_spec(dep: Dependency):
@@ -257,6 +275,41 @@ def _python_conflict(spec, python: str) -> bool:
     vs = rattler.VersionSpec(str(spec.version))
     candidates = [python] if python.count(".") >= 2 else [python] + [f"{python}.{n}" for n in range(0, 40)]
     return not any(vs.matches(rattler.Version(v)) for v in candidates)
+
+
+def pinned_python(text: str, offered: list, default: str) -> Optional[str]:
+    """The offered X.Y that an environment.yaml's python pins allow (the default first), None when it pins none.
+
+    Raises 422 naming the line when no offered version satisfies the pins.
+    """
+    import rattler
+
+    from .errors import EnvmgrError
+
+    try:
+        env = parse_environment(text)
+    except EnvmgrError:
+        return None  # validation reports it
+    pins = []
+    for dep in env.specs:
+        try:
+            ms = _match_spec(_without_bare_extras(dep, []))
+        except EnvmgrError:
+            return None
+        if str(ms.name.normalized if hasattr(ms.name, "normalized") else ms.name) == "python" and ms.version is not None:
+            pins.append((dep, rattler.VersionSpec(str(ms.version))))
+    if not pins:
+        return None
+    fits = [v for v in offered if all(vs.matches(rattler.Version(v)) for _, vs in pins)]
+    if not fits:
+        short = sorted({".".join(v.split(".")[:2]) for v in offered}, key=lambda v: tuple(map(int, v.split("."))))
+        dep = pins[0][0]
+        raise invalid("packages", f"environment.yaml line {dep.line}: {dep.text!r} asks for a Python this server does "
+                                  f"not offer; offered: {', '.join(short)} (GET /envmgr/api/info); change the pin")
+    if default and any(v == default or v.startswith(default + ".") for v in fits):
+        return default
+    best = max(fits, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+    return ".".join(best.split(".")[:2])
 
 
 def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resolved:
@@ -293,8 +346,9 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
         raise invalid("packages", "no conda channel to solve with: name one under 'channels:' (an administrator "
                                   "sets c.EnvManagerApp.conda_channels)")
 
-    specs, names, python_given = [], set(), False
+    specs, names, notes = [], set(), list(env.notes)
     for dep in env.specs:
+        dep = _without_bare_extras(dep, notes)
         ms = _match_spec(dep)
         if ms.channel is not None and "::" in dep.text:  # conda-forge::numpy: that channel must be allowed too
             allow(dep.text.split("::", 1)[0].strip(), f"environment.yaml line {dep.line}")
@@ -303,26 +357,26 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
             if _python_conflict(ms, spec.python):
                 raise invalid("packages", f"environment.yaml line {dep.line}: {dep.text!r} conflicts with the "
                                           f"environment's python {spec.python}; change one of them so they agree")
-            python_given = python_given or ms.version is not None  # a bare 'python' pins nothing
         names.add(name)
         specs.append(dep.text)
-    if not python_given and spec.python:
+    if spec.python:  # the record's python, always: a file's 'python>=3.12' alone could solve to any newer one
         specs.append(f"python={spec.python}")
         names.add("python")
 
-    pip_lines = [d.text for d in env.pip]
-    for dep in env.pip if policy is not None else []:
+    pip_lines = []  # the judged lines, normalized: what uv installs is what was checked
+    for dep in env.pip:
         try:
-            policy.check_requirement_lines(dep.text + "\n", "packages")
-        except Exception as e:
+            judged = (policy.check_requirement_lines(dep.text + "\n", "packages", spec.env_vars) if policy is not None
+                      else parse_requirements(dep.text + "\n", spec.env_vars))
+        except EnvmgrError as e:
             # Name the environment.yaml line, not the line within this one entry.
-            message = getattr(e, "message", "")
-            m = re.search(r"line (\d+):", message)
+            m = re.search(r"line (\d+):", e.message)
             if m:
                 real = dep.line + int(m[1]) - 1 + (1 if "\n" in dep.text else 0)  # a '|' block starts a line below
-                e.message = message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
+                e.message = e.message.replace(f"line {m[1]}:", f"environment.yaml line {real} (pip sub-list):", 1)
                 e.args = (e.message,)
             raise
+        pip_lines += [line.text for line in judged]
     pip_names = set()
     for line in pip_lines:
         m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
@@ -332,7 +386,8 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
         if base not in names and canonicalize_name(base) not in pip_names:
             specs.append(base)
             names.add(base)
-    return Resolved(channels=channels, specs=specs, pip=pip_lines, variables=env.variables, name=env.name)
+    return Resolved(channels=channels, specs=specs, pip=pip_lines, variables=env.variables, name=env.name,
+                    notes=notes)
 
 
 # ---------------------------------------------------------------- recipe (steps for runner.py)
@@ -353,6 +408,7 @@ def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: st
         "lock": paths.lock,
         "activate_env": paths.activate_env,
         "solver": settings.solver,
+        "notes": resolved.notes,
     }
     path = os.path.join(paths.build_dir, INPUT_FILE)
     _write(path, json.dumps(data, indent=2), 0o600)
@@ -366,7 +422,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     from .recipes import Step
 
     data = write_input(resolved, paths, settings, env_name)
-    module = [settings.python, "-m", "jupyter_envmgr.conda"]
+    module = [tools.python, "-m", "jupyter_envmgr.conda"]  # the interpreter where the build runs
     # activate + lock come after the pip sub-list; without one they run in the install's own process.
     finish = ["activate", "lock"]
     if settings.solver == "rattler":
@@ -718,6 +774,9 @@ def main(argv: Optional[list] = None) -> int:
         return 2
     with open(path) as f:
         data = json.load(f)
+    if commands[0] == "install" or data.get("solver", "rattler") != "rattler":  # once per build, into its log
+        for note in data.get("notes", []):
+            print(f"note: {note}", flush=True)
     for command in commands:
         if len(commands) > 1:
             print(f"--> {command}", flush=True)

@@ -1,23 +1,25 @@
-"""Housekeeping on the root: old revisions, orphan prefixes, crash leftovers and unused cache entries.
+"""Housekeeping on the root: old revisions, orphan prefixes, crash leftovers, trash and unused cache.
 
-Never touches what a kernel may use: the revision `current` points at, the ready revision, or a
-revision being built. Run by the server on a schedule (c.EnvManagerApp.gc_interval) and on demand
-(`jupyter envmgr gc`); it reports what it freed.
+Never touches what a kernel may use: the serving revision, the revision `current` points at, a
+revision being built, or one a running kernel holds (`inuse.py`). Record changes go through
+`records.py`; files go to trash/ first and are removed in a worker thread. Run by the server on a
+schedule (c.EnvManagerApp.gc_interval) and on demand (`jupyter envmgr gc`); it reports what it freed.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import lifecycle
 from .errors import EnvmgrError
+from .inuse import in_use
+from .records import Records
 from .store import Store
 
-ACTIVE = ("pending", "warming")
 REV_RE = re.compile(r"^rev-(\d+)(\.log)?$")
 
 
@@ -50,50 +52,56 @@ def size_of(path: str) -> int:
     return total
 
 
-def protected(record: dict, current_target: Optional[str]) -> set:
-    """Revision numbers a kernel or a build may be using."""
-    keep = {record.get("ready_revision")}
-    if record.get("status") in ACTIVE:
-        keep.add(record.get("revision"))
-    keep |= {r["revision"] for r in record.get("revisions", []) if r.get("status") in ACTIVE}
-    m = REV_RE.match(current_target or "")
-    if m:
-        keep.add(int(m[1]))
+def protected(store: Store, namespace: str, record: dict) -> set:
+    """Revision numbers a kernel or a build may be using (blocking: reads the link and in-use locks)."""
+    keep = {record.get("ready_revision"), record.get("revision") if lifecycle.is_active(record.get("status")) else None}
+    keep |= {r["revision"] for r in record.get("revisions", []) if lifecycle.is_active(r.get("status"))}
+    link = store.current_link(namespace, record["name"])
+    with contextlib.suppress(OSError):
+        m = REV_RE.match(os.readlink(link))
+        if m:
+            keep.add(int(m[1]))
+    keep |= {r["revision"] for r in record.get("revisions", [])
+             if in_use(store.prefix(namespace, record["name"], r["revision"]))}
     return {n for n in keep if n}
 
 
-def prune_revisions(store: Store, namespace: str, name: str, keep: int) -> list:
-    """Drop all but the newest `keep` revisions from the record and the disk; returns the numbers."""
-    dropped: list = []
-    link = store.current_link(namespace, name)
-
-    def apply(record):
-        target = os.readlink(link) if os.path.islink(link) else None
-        safe = protected(record, target)
-        revs = sorted(record.get("revisions", []), key=lambda x: x["revision"], reverse=True)
-        kept = [r for i, r in enumerate(revs) if i < max(1, keep) or r["revision"] in safe]
-        dropped.extend(r["revision"] for r in revs if r not in kept)
-        record["revisions"] = sorted(kept, key=lambda x: x["revision"])
-
-    store.update(namespace, name, apply)
-    for number in dropped:
-        remove_revision_files(store, namespace, name, number)
-    return dropped
+def _kept_bytes(store: Store) -> int:
+    return size_of(os.path.join(store.root, "envs")) + size_of(store.trash_dir)
 
 
-def remove_revision_files(store: Store, namespace: str, name: str, number: int) -> None:
-    shutil.rmtree(store.prefix(namespace, name, number), ignore_errors=True)
-    shutil.rmtree(store.build_dir(namespace, name, number), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(store.log_path(namespace, name, number))
+def revisions_to_prune(store: Store, namespace: str, record: dict, keep: int) -> list:
+    """All but the newest `keep` revisions, less the protected ones (blocking)."""
+    safe = protected(store, namespace, record)
+    numbers = sorted((r["revision"] for r in record.get("revisions", [])), reverse=True)
+    return [n for i, n in enumerate(numbers) if i >= max(1, keep) and n not in safe]
 
 
-def orphan_paths(store: Store, namespace: str, name: str) -> list:
+def trash_revision_files(store: Store, namespace: str, name: str, number: int) -> None:
+    """Rename a revision's prefix, build dir and log into trash/ (blocking, cheap: renames only)."""
+    for path in (store.prefix(namespace, name, number), store.build_dir(namespace, name, number),
+                 store.log_path(namespace, name, number)):
+        with contextlib.suppress(EnvmgrError):
+            store.to_trash(path, f"{namespace}.{name}.{os.path.basename(path)}")
+
+
+async def prune_revisions(records: Records, namespace: str, name: str, keep: int) -> list:
+    """Drop old revisions from the record (through `records`), then their files into trash/."""
+    store = records.store
+    record = await records.read_for_change(namespace, name)
+    numbers = await records.run(revisions_to_prune, store, namespace, record, keep)
+    if not numbers:
+        return []
+    await records.apply(namespace, name, lifecycle.pruned, numbers)
+    for number in numbers:
+        await records.run(trash_revision_files, store, namespace, name, number)
+    return numbers
+
+
+def orphan_paths(store: Store, namespace: str, record: dict) -> list:
     """Revision dirs, build dirs and logs that the record no longer lists (and nothing protects)."""
-    record = store.read(namespace, name)
-    link = store.current_link(namespace, name)
-    listed = {r["revision"] for r in record.get("revisions", [])} | protected(record, os.readlink(link) if os.path.islink(link) else None)
-    env_dir = store.env_dir(namespace, name)
+    listed = {r["revision"] for r in record.get("revisions", [])} | protected(store, namespace, record)
+    env_dir = store.env_dir(namespace, record["name"])
     found = []
     for sub in ("", "builds", "logs"):
         directory = os.path.join(env_dir, sub)
@@ -115,25 +123,30 @@ def prune_cache(uv: str, cache_dir: str) -> int:
     return max(0, before - size_of(cache_dir))
 
 
-def collect(store: Store, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir: Optional[str] = None,
-            min_age: float = 600) -> Report:
+async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir: Optional[str] = None,
+                  min_age: float = 600) -> Report:
+    """One pass of housekeeping; every blocking part runs in the records' worker threads."""
+    store = records.store
     report = Report()
-    for namespace in store.namespaces_on_disk():
-        before = size_of(store.envs_dir(namespace))
-        store.sweep(namespace, min_age=min_age)
-        for record in store.list(namespace):
+    before = await records.run(_kept_bytes, store)
+    for namespace in await records.run(store.namespaces_on_disk):
+        await records.run(store.sweep, namespace, min_age)
+        for record in await records.list(namespace):
             name = record["name"]
+            if record.get("damaged"):
+                continue  # only a DELETE removes a damaged entry
             try:
-                dropped = prune_revisions(store, namespace, name, keep_revisions)
+                dropped = await prune_revisions(records, namespace, name, keep_revisions)
                 report.revisions += [f"{namespace}/{name} revision {n}" for n in dropped]
-                with store.locked(namespace, name):
-                    for path in orphan_paths(store, namespace, name):
-                        (shutil.rmtree if os.path.isdir(path) else os.unlink)(path)
-                        report.orphans.append(path)
-            except EnvmgrError:  # deleted meanwhile
+                record = await records.read_for_change(namespace, name)
+                for path in await records.run(orphan_paths, store, namespace, record):
+                    await records.run(store.to_trash, path, f"{namespace}.{name}.orphan")
+                    report.orphans.append(path)
+            except EnvmgrError:  # deleted or busy meanwhile: next time
                 continue
-        report.freed_bytes += max(0, before - size_of(store.envs_dir(namespace)))
+    await records.empty_trash()
+    report.freed_bytes = max(0, before - await records.run(_kept_bytes, store))
     if uv and uv_cache_dir:
-        report.cache_bytes = prune_cache(uv, uv_cache_dir)
+        report.cache_bytes = await records.run(prune_cache, uv, uv_cache_dir)
         report.freed_bytes += report.cache_bytes
     return report

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import os
 import time
 from typing import Optional
 
@@ -16,15 +14,21 @@ from tornado import web
 from tornado.httputil import responses
 from tornado.iostream import StreamClosedError
 
+from . import lifecycle
+from .lifecycle import Status
 from ._version import __version__
 from .auth import scope
 from .errors import EnvmgrError, invalid, not_found
-from .manager import ACTIVE, EnvironmentManager
+from .manager import EnvironmentManager
 from .spec import NAME_RE, scrub
+from .store import storage_error
 
 RESOURCE = "envmgr"
 TEXT = "text/plain; charset=utf-8"
 NAME = r"(?P<name>[^/]+)"
+#: A streaming client that has not taken what was sent this long is let go.
+STALLED_CLIENT_SECONDS = 10.0
+KEEPALIVE_SECONDS = 15.0
 
 
 class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
@@ -36,14 +40,19 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
     def manager(self) -> EnvironmentManager:
         return self.settings["envmgr_manager"]
 
+    async def prepare(self):
+        """Answer only once the manager has reconciled the root (kernelspecs resynced, builds re-attached)."""
+        await super().prepare()
+        if self.current_user:  # a refused request is refused at once
+            await self.manager.started.wait()
+
     @property
     def max_body_bytes(self) -> int:
         return self.settings["envmgr_max_body_bytes"]
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            e = EnvmgrError(507, "no_space", f"the storage root is full ({e.strerror}); free space or delete "
-                                             "environments (jupyter envmgr gc frees old revisions), then retry")
+        if isinstance(e, OSError):
+            e = storage_error(e, self.manager.store.root) or e
         if isinstance(e, EnvmgrError) and not self._finished:
             self.log.info("envmgr %s %s: %s %s", self.request.method, self.request.path, e.status, e.message)
             self.clear()
@@ -75,9 +84,16 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
             return json.loads(raw)
         except ValueError as e:
             raise EnvmgrError(400, "invalid_json", f"the body is not valid JSON ({e}); send a JSON object") from None
+        except RecursionError:
+            raise EnvmgrError(400, "invalid_json", "the body nests too deeply to be a request; send a flat JSON object") from None
+
+    def dry_run(self) -> bool:
+        """`?dry_run=1`: validate everything, write nothing."""
+        return self.get_query_argument("dry_run", "0").lower() in ("1", "true", "yes")
 
     def namespace(self, body_namespace: Optional[str] = None) -> str:
         """The namespace of this request, after the authorizer agreed to it (resource envmgr:<ns>)."""
+        self.manager.check_cluster(self.get_query_argument("cluster", None))
         namespace = self.manager.check_namespace(self.get_query_argument("namespace", None) or body_namespace)
         action = "read" if self.request.method == "GET" else "write"
         if not self.may(action, namespace):
@@ -89,7 +105,7 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
 
     def env_name(self, name: str) -> str:
         """A name from the URL, checked before it comes near a path."""
-        if not NAME_RE.match(name) or not 2 <= len(name) <= 63:
+        if not NAME_RE.fullmatch(name) or not 2 <= len(name) <= 63:
             raise not_found(name, self.get_query_argument("namespace", None) or self.manager.settings.default_namespace)
         return name
 
@@ -116,15 +132,24 @@ class EnvironmentsHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        envs = self.manager.list(self.namespace(), self.get_query_argument("label", None), self.get_query_argument("status", None))
-        self.write_json({"environments": envs})
+        body, etag = await self.manager.list_json(self.namespace(), self.get_query_argument("label", None), self.get_query_argument("status", None))
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Etag", etag)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return
+        self.finish(body)
 
     @web.authenticated
     @authorized
     async def post(self):
         body = self.body()
         namespace = self.namespace(body.get("namespace") if isinstance(body, dict) and isinstance(body.get("namespace"), str) else None)
-        record = await self.manager.create(body, namespace, self.owner())
+        record = await self.manager.create(body, namespace, self.owner(), dry_run=self.dry_run())
+        if self.dry_run():
+            self.write_json(self.manager.public(record), 200)
+            return
         self.set_header("Location", url_path_join(self.base_url, "envmgr/api/environments", record["name"]))
         self.write_json(self.manager.public(record), 202)
 
@@ -133,14 +158,14 @@ class EnvironmentHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        self.write_json(self.manager.public(self.manager.get(self.namespace(), self.env_name(name))))
+        self.write_json(self.manager.public(await self.manager.get(self.namespace(), self.env_name(name))))
 
     @web.authenticated
     @authorized
     async def patch(self, name):
         body = self.body()
-        record, built = await self.manager.patch(self.namespace(), self.env_name(name), body)
-        self.write_json(self.manager.public(record), 202 if built else 200)
+        record, built = await self.manager.patch(self.namespace(), self.env_name(name), body, dry_run=self.dry_run())
+        self.write_json(self.manager.public(record), 202 if built and not self.dry_run() else 200)
 
     @web.authenticated
     @authorized
@@ -155,7 +180,7 @@ class LogHandler(EnvmgrHandler):
     @authorized
     async def get(self, name):
         ns, name = self.namespace(), self.env_name(name)
-        record = self.manager.get(ns, name)
+        record = await self.manager.records.read_for_change(ns, name)
         revision = self._revision(record)
         secrets = self.manager.secrets(record)
         path = self.manager.paths(ns, name, revision).log
@@ -165,42 +190,85 @@ class LogHandler(EnvmgrHandler):
         if self.get_query_argument("follow", "0") in ("1", "true", "yes"):
             await self._follow(ns, name, revision, path, secrets)
         else:
-            self.finish(scrub(_read(path), secrets), set_content_type=TEXT)
+            text = await self.manager.records.run(_read_bytes, path)
+            self.finish(scrub(text.decode(errors="replace"), secrets), set_content_type=TEXT)
 
     def _revision(self, record: dict) -> int:
         raw = self.get_query_argument("revision", None)
         if raw is None:
             return record["revision"]
         numbers = [r["revision"] for r in record.get("revisions", [])]
-        if not raw.isdigit() or int(raw) not in numbers:
-            raise invalid("revision", f"{raw!r} is not a kept revision of {record['name']!r}; kept: {numbers}")
+        if not (raw.isascii() and raw.isdigit()) or int(raw) not in numbers:
+            raise invalid("revision", f"{raw[:20]!r} is not a kept revision of {record['name']!r}; kept: {numbers}")
         return int(raw)
 
     async def _follow(self, ns: str, name: str, revision: int, path: str, secrets: list) -> None:
-        """Stream the log as it grows, until this revision's build ends (bounded by the build timeout)."""
+        """Stream the log as it grows, until this revision's build ends, the client stops reading, or the deadline."""
         deadline = time.monotonic() + self.manager.settings.build_timeout + 120
         offset = 0
+        records = self.manager.records
         while time.monotonic() < deadline:
-            record = self.manager.get(ns, name) if self.manager.store.exists(ns, name) else None
-            active = bool(record) and record.get("revision") == revision and record.get("status") in ACTIVE
-            chunk = _read_bytes(path, offset)
-            if chunk:
-                complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
-                offset += len(complete)
-                if complete:
-                    try:
-                        self.write(scrub(complete.decode(errors="replace"), secrets))
-                        await self.flush()
-                    except StreamClosedError:
-                        return
+            try:
+                record = await records.read(ns, name)
+            except EnvmgrError:
+                record = None  # deleted: send what is left, then end
+            active = bool(record) and record.get("revision") == revision and lifecycle.is_active(record.get("status"))
+            chunk = await records.run(_read_bytes, path, offset)
+            complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            if complete:
+                try:
+                    self.write(scrub(complete.decode(errors="replace"), secrets))
+                    await asyncio.wait_for(self.flush(), STALLED_CLIENT_SECONDS)
+                except (StreamClosedError, asyncio.TimeoutError):
+                    self.request.connection.close()  # a reader that went away or stopped reading
+                    return
             if not active:
                 break
-            event = self.manager.changed
-            try:
-                await asyncio.wait_for(event.wait(), timeout=0.3)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep(0.5)
         self.finish(set_content_type=TEXT)
+
+
+class EventsHandler(EnvmgrHandler):
+    """`GET /envmgr/api/events`: the change feed as server-sent events, for the namespaces the user may read."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        if self.get_query_argument("namespace", None):
+            readable = {self.namespace()}
+        else:
+            readable = {ns for ns in self.manager.offer.namespaces if self.may("read", ns)}
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        async with self.manager.feed.subscribe() as queue:
+            if not await self._send(": connected\n\n"):
+                return
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    text = ": keepalive\n\n"
+                else:
+                    if event is None:  # fell too far behind: the client reconnects and re-lists
+                        break
+                    namespace = event.get("namespace") or event.get("environment", {}).get("namespace")
+                    if namespace not in readable:
+                        continue
+                    text = f"data: {json.dumps(event)}\n\n"
+                if not await self._send(text):
+                    return
+        self.finish()
+
+    async def _send(self, text: str) -> bool:
+        try:
+            self.write(text)
+            await asyncio.wait_for(self.flush(), STALLED_CLIENT_SECONDS)
+            return True
+        except (StreamClosedError, asyncio.TimeoutError):
+            self.request.connection.close()
+            return False
 
 
 class PackagesHandler(EnvmgrHandler):
@@ -208,7 +276,7 @@ class PackagesHandler(EnvmgrHandler):
     @authorized
     async def get(self, name):
         ns, name = self.namespace(), self.env_name(name)
-        record = self.manager.get(ns, name)
+        record = await self.manager.records.read_for_change(ns, name)
         packages = []
         if record.get("ready_revision"):
             prefix = self.manager.store.prefix(ns, name, record["ready_revision"])
@@ -220,7 +288,7 @@ class RevisionsHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        self.write_json({"revisions": self.manager.revisions(self.namespace(), self.env_name(name))})
+        self.write_json({"revisions": await self.manager.revisions(self.namespace(), self.env_name(name))})
 
 
 class ActionsHandler(EnvmgrHandler):
@@ -239,16 +307,67 @@ class ExportHandler(EnvmgrHandler):
         ns, name = self.namespace(), self.env_name(name)
         fmt = self.get_query_argument("format", "spec")
         if fmt == "spec":
-            spec = self.manager.export_spec(ns, name)
+            spec = await self.manager.export_spec(ns, name)
             self.set_header("Content-Disposition", f'attachment; filename="{name}.json"')
             self.write_json(spec)
         elif fmt == "requirements":
-            record = self.manager.get(ns, name)
-            text = scrub(self.manager.lock_text(ns, name), self.manager.secrets(record))
+            record = await self.manager.get(ns, name)
+            text = scrub(await self.manager.lock_text(ns, name), self.manager.secrets(record))
             self.set_header("Content-Disposition", f'attachment; filename="{name}.lock.txt"')
             self.finish(text, set_content_type=TEXT)
         else:
-            raise invalid("format", f"{fmt!r} is not an export format; use requirements or spec")
+            raise invalid("format", f"{fmt[:40]!r} is not an export format; use requirements or spec")
+
+
+class SuggestionsHandler(EnvmgrHandler):
+    """A spec proposed from a notebook or a script (suggestions.py); nothing is written."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        from . import suggestions
+
+        body = self.body()
+        info = self.manager.info(__version__, self.manager.builder.kind)
+        try:
+            suggestion = await asyncio.to_thread(suggestions.from_body, body, info["python_versions"],
+                                                 self.manager.settings.default_python)
+        except suggestions.SuggestionError as e:
+            raise invalid(e.field, str(e).split(": ", 1)[-1]) from None
+        self.write_json(suggestion)
+
+
+class AuditHandler(EnvmgrHandler):
+    """Known vulnerabilities in a revision's lock (audit.py): the kept result when fresh, else checked now."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        from . import audit
+
+        ns, name = self.namespace(), self.env_name(name)
+        record = await self.manager.records.read_for_change(ns, name)
+        auditor = self.manager.auditor
+        if auditor is None:
+            raise EnvmgrError(503, "no_advisory_db", "no advisory database is configured; an administrator sets "
+                                                     "c.EnvManagerApp.advisory_db (an OSV directory, zip export or query service URL)")
+        raw = self.get_query_argument("revision", None)
+        ready = [r["revision"] for r in record.get("revisions", []) if r.get("status") == Status.READY]
+        if raw is None:
+            if not record.get("ready_revision"):
+                raise EnvmgrError(409, "not_ready", f"{name!r} has no ready revision yet, so there is no lock to audit; wait for the build to finish")
+            revision = record["ready_revision"]
+        elif raw.isascii() and raw.isdigit() and int(raw) in ready:
+            revision = int(raw)
+        else:
+            raise invalid("revision", f"{raw[:20]!r} is not a ready revision of {name!r}; ready: {ready}")
+        paths = self.manager.paths(ns, name, revision)
+        try:
+            result = await asyncio.to_thread(audit.fresh_or_audit, auditor, revision, paths.lock, paths.log,
+                                             self.settings.get("envmgr_audit_interval", 86400.0))
+        except audit.DatabaseUnavailable as e:
+            raise EnvmgrError(503, "advisory_db_unavailable", str(e)) from None
+        self.write_json(result)
 
 
 def _read_bytes(path: str, offset: int = 0) -> bytes:
@@ -260,10 +379,6 @@ def _read_bytes(path: str, offset: int = 0) -> bytes:
         return b""
 
 
-def _read(path: str) -> str:
-    return _read_bytes(path).decode(errors="replace")
-
-
 def route_table() -> list:
     """(path under base_url, handler): the same table the OpenAPI test compares with API.md."""
     api = "envmgr/api"
@@ -271,10 +386,13 @@ def route_table() -> list:
     return [
         (f"{api}/info", InfoHandler),
         (f"{api}/environments", EnvironmentsHandler),
+        (f"{api}/events", EventsHandler),
         (env, EnvironmentHandler),
         (f"{env}/log", LogHandler),
         (f"{env}/packages", PackagesHandler),
         (f"{env}/revisions", RevisionsHandler),
         (f"{env}/actions", ActionsHandler),
         (f"{env}/export", ExportHandler),
+        (f"{env}/audit", AuditHandler),
+        (f"{api}/suggestions", SuggestionsHandler),
     ]

@@ -1,8 +1,10 @@
 """Kernelspecs for ready environments, on the root storage where every server of the root finds them.
 
-A kernelspec points at `envs/<ns>/<name>/current/bin/python`, so an update never edits it and a
-running kernel keeps its revision until it restarts. Written atomically: a new spec is a temp dir
-renamed into place; a changed one is an atomic replace of its kernel.json.
+A kernelspec runs the serving revision's own interpreter (`envs/<ns>/<name>/rev-N/bin/python`) and
+is rewritten atomically when another revision starts serving, so a running kernel keeps its whole
+revision until it restarts (a kernel on `current` would import half its modules from the next one).
+Written atomically: a new spec is a temp dir renamed into place; a changed one is an atomic replace
+of its kernel.json; an unchanged one is not written at all.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import shutil
 import tempfile
 from typing import Iterable, Optional
 
+from .layout import Layout
 from .store import atomic_write
 
 PREFIX = "envmgr-"
 #: The modules kernels import for %envmgr: standard library + IPython only, copied onto the root.
-MAGIC_MODULES = ("__init__.py", "_version.py", "client.py", "cli.py", "magics.py")
+MAGIC_MODULES = ("__init__.py", "_version.py", "client.py", "cli.py", "magics.py", "inuse.py")
 
 
 def kernel_name(namespace: str, name: str, default_namespace: str) -> str:
@@ -42,7 +45,8 @@ class KernelRegistry:
     """
 
     def __init__(self, root: str, dirs: Iterable[str], default_namespace: str, lib_dir: Optional[str] = None):
-        self.root = os.path.abspath(root)
+        self.layout = Layout(root)
+        self.root = self.layout.root
         self.dirs = [os.path.abspath(d) for d in dirs]
         self.default_namespace = default_namespace
         self.lib_dir = lib_dir
@@ -71,8 +75,10 @@ class KernelRegistry:
             atomic_write(path, data)
 
     def spec_for(self, record: dict, env: dict) -> dict:
-        python = os.path.join(record["prefix"], "bin", "python")
+        revision = record["ready_revision"]
+        python = os.path.join(self.layout.prefix(record["namespace"], record["name"], revision), "bin", "python")
         argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        env = dict(env, JUPYTER_ENVMGR_REVISION=str(revision))
         if self.lib_dir:
             env = dict(env, PYTHONPATH=self.lib_dir)
             argv.append("--IPKernelApp.extensions=jupyter_envmgr")
@@ -95,6 +101,7 @@ class KernelRegistry:
         }
 
     def write(self, record: dict, env: dict) -> str:
+        """Write (or rewrite, if it changed) the kernelspec of a ready environment in every kernel dir."""
         name = kernel_name(record["namespace"], record["name"], self.default_namespace)
         spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
         for directory in self.dirs:
@@ -104,6 +111,12 @@ class KernelRegistry:
     def _write_one(self, directory: str, name: str, spec: str) -> None:
         os.makedirs(directory, exist_ok=True)
         target = os.path.join(directory, name)
+        try:
+            with open(os.path.join(target, "kernel.json")) as f:
+                if f.read() == spec:
+                    return
+        except OSError:
+            pass
         if os.path.isdir(target):
             atomic_write(os.path.join(target, "kernel.json"), spec)
             return
@@ -155,23 +168,19 @@ class KernelRegistry:
                              if n.startswith(PREFIX) and self._ours(os.path.join(directory, n)))
         return found
 
-    def resync(self, wanted: dict) -> None:
-        """Make the specs on disk match `wanted` ({kernel name: (record, env)}): write missing, remove orphans."""
+    def resync(self, wanted: dict, keep: Iterable[str] = ()) -> None:
+        """Make the specs on disk match `wanted` ({kernel name: (record, env)}): write missing or changed
+        ones, remove orphans, but never those in `keep` (environments whose records are damaged)."""
+        keep = set(keep)
         for kname, (record, env) in wanted.items():
-            spec = self.spec_for(record, env)
+            spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
             for directory in self.dirs:
-                try:
-                    with open(os.path.join(directory, kname, "kernel.json")) as f:
-                        if json.load(f) == spec:
-                            continue
-                except (OSError, ValueError):
-                    pass
-                self._write_one(directory, kname, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+                self._write_one(directory, kname, spec)
         for directory in self.dirs:
             with contextlib.suppress(FileNotFoundError):
                 for entry in os.listdir(directory):
                     path = os.path.join(directory, entry)
                     if entry.startswith(".tmp-"):
                         shutil.rmtree(path, ignore_errors=True)
-                    elif entry.startswith(PREFIX) and entry not in wanted and self._ours(path):
+                    elif entry.startswith(PREFIX) and entry not in wanted and entry not in keep and self._ours(path):
                         shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,7 @@ import time
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import cli
-from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, progress_line
+from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, merge_pip_packages, progress_line
 
 LOG_LINES = 8
 
@@ -31,12 +31,13 @@ class EnvmgrMagics(Magics):
         """Manage environments: %envmgr list | create | show | log | update | rollback | delete | export | install."""
         parser = cli.build_parser(prog="%envmgr", in_kernel=True)
         try:
-            args = parser.parse_args(shlex.split(line))
+            args = cli.parse_args(parser, shlex.split(line))
         except SystemExit:  # argparse printed the usage or the problem
             return None
         try:
             client = EnvmgrClient.discover(args.url, args.token, args.namespace)
             self.run(client, args, cell)
+            newer_revision_notice(client)
         except ClientError as e:
             print(f"error: {e.message}", file=sys.stderr)  # once, without a traceback
         except (OSError, ValueError) as e:
@@ -49,8 +50,11 @@ class EnvmgrMagics(Magics):
             self.show_table(client.list(args.label, args.status))
         elif cmd in ("create", "update"):
             cli.resolve_preset(client, args)
+            cli.resolve_notebook(client, args)
             spec = cli.spec_from_args(args, creating=cmd == "create")
             if cell is not None:
+                if cmd == "create" and not args.manager and cli.looks_like_environment_yaml(cell):
+                    spec["manager"] = args.manager = "conda"  # a %%envmgr cell holding an environment.yaml
                 spec["packages"] = merge_packages(args.__dict__.get("manager") or "pip", cell, spec.get("packages", ""))
             record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
             self.report(client, record, args.wait)
@@ -67,7 +71,10 @@ class EnvmgrMagics(Magics):
         namespace, _, name = own.partition("/")
         client.namespace = namespace
         record = client.get(name)
-        packages = merge_packages(record["manager"], record["packages"], "\n".join(args.packages))
+        if getattr(args, "pip", False) and record["manager"] == "conda":  # %pip: the environment.yaml's pip sub-list
+            packages = merge_pip_packages(record["packages"], "\n".join(args.packages))
+        else:
+            packages = merge_packages(record["manager"], record["packages"], "\n".join(args.packages))
         if packages == record["packages"]:
             print(f"{name} already lists {' '.join(args.packages)}")
             return
@@ -93,14 +100,14 @@ class EnvmgrMagics(Magics):
         rich = in_notebook(self.shell)
         handle = None
         if rich:
-            from IPython.display import HTML, display
+            from IPython.display import display
 
-            handle = display(HTML(""), display_id=True)
+            handle = display({"text/plain": ""}, raw=True, display_id=True)
         while True:
             record = client.get(name)
             tail = "\n".join(client.log(name).splitlines()[-LOG_LINES:])
-            if rich:
-                handle.update(HTML(progress_html(record, tail)))
+            if rich:  # text/plain beside text/html: papermill, nbconvert and consoles show the text
+                handle.update({"text/html": progress_html(record, tail), "text/plain": progress_line(record)}, raw=True)
             else:
                 sys.stdout.write("\r\033[K" + progress_line(record))
                 sys.stdout.flush()
@@ -114,9 +121,62 @@ class EnvmgrMagics(Magics):
         if not in_notebook(self.shell):
             cli.print_table(records)
             return
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(table_html(records)))
+        display({"text/html": table_html(records), "text/plain": table_text(records)}, raw=True)
+
+    def pip(self, line: str) -> None:
+        """`%pip` in an envmgr environment's kernel: installs become a new revision, never an in-place edit."""
+        own = os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT", "")
+        name = own.partition("/")[2] or own
+        words = shlex.split(line)
+        quiet = {"-q", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--user"}
+        if words[:1] == ["install"] and words[1:] and all(not w.startswith("-") or w in quiet for w in words[1:]):
+            packages = [w for w in words[1:] if not w.startswith("-")]
+            if packages:
+                print(f"{name} is an envmgr environment: adding {' '.join(packages)} as a new revision "
+                      "(the running kernel keeps its own revision until it restarts)")
+                try:
+                    args = cli.parse_args(cli.build_parser(prog="%pip", in_kernel=True), ["install", *packages])
+                    args.pip = True
+                    self.install(EnvmgrClient.discover(), args)
+                except ClientError as e:
+                    print(f"error: {e.message}", file=sys.stderr)
+                return None
+        if words[:1] in (["list"], ["freeze"]):
+            from importlib import metadata
+
+            dists = sorted({(d.metadata["Name"] or "", d.version) for d in metadata.distributions()}, key=lambda d: d[0].lower())
+            print("\n".join(f"{n}=={v}" if words[0] == "freeze" else f"{n:40} {v}" for n, v in dists if n))
+            return None
+        print(f"This kernel runs {name!r}, an envmgr environment: its revisions are built by the server and never "
+              f"changed in place. Add packages with `%pip install PKG...` or `%envmgr install PKG...` (a new revision), "
+              f"or change its packages with `%envmgr update {name} ...` or in the Environments panel.")
+        return None
+
+
+def newer_revision_notice(client: EnvmgrClient) -> None:
+    """In an environment's kernel: say when another revision serves now (this kernel keeps its own until restarted)."""
+    own, mine = os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT"), os.environ.get("JUPYTER_ENVMGR_REVISION")
+    if not own or not mine:
+        return
+    namespace, _, name = own.partition("/")
+    ready = EnvmgrClient(client.url, client.token, namespace).get(name).get("ready_revision")
+    if ready and str(ready) != mine:
+        print(f"note: this kernel runs revision {mine} of {name}; revision {ready} is ready: restart the kernel to use it")
+
+
+def table_text(records: list) -> str:
+    """The CLI's table, for clients that show only text/plain."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.print_table(records)
+    if not records:
+        out.write("no environments yet: %envmgr create NAME PKG... --wait\n")
+    return out.getvalue().rstrip("\n")
 
 
 def table_html(records: list) -> str:
@@ -142,4 +202,7 @@ def progress_html(record: dict, tail: str) -> str:
 
 
 def load_ipython_extension(ipython) -> None:
-    ipython.register_magics(EnvmgrMagics)
+    magics = EnvmgrMagics(ipython)
+    ipython.register_magics(magics)
+    if os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT"):  # our environments have no pip: %pip goes through the server
+        ipython.register_magic_function(magics.pip, "line", "pip")

@@ -1,31 +1,40 @@
-"""The lifecycle of environments: the state machine, and the only writer of records.
+"""Orchestration: requests become lifecycle transitions (through `records`), builds run on a builder.
 
-pending → warming → ready | failed | cancelled, one revision at a time per environment. A build
-goes into a new `rev-N` prefix; only a successful one moves `current` and the kernelspec, so a
-failed or cancelled update leaves the last ready revision serving.
+A build goes into a new `rev-N` prefix; only a successful one moves `current` and the kernelspec, so
+a failed or cancelled update leaves the last ready revision serving. Several servers may share one
+root: a revision is launched only by the server holding its lease, which renews it while the build
+is queued or running; a server takes over revisions whose lease expired (their server is gone).
+Nothing here blocks the event loop: storage work runs in the records' worker threads.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
+import hashlib
+import json
 import logging
 import os
 import shutil
+import socket
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import gc, recipes
+from . import gc, lifecycle, recipes
 from .builders.base import Build, Builder, read_result
 from .errors import EnvmgrError, conflict, invalid
+from .events import ChangeFeed
 from .kernels import KernelRegistry, kernel_name
+from .lifecycle import Status
 from .policy import Policy
 from .progress import LogProgress
-from .spec import (BUILD_INPUTS, EnvSpec, Offer, parse_create, parse_patch, redact_url, scrub, secrets_in)
+from .records import Records, secrets_of
+from .spec import BUILD_INPUTS, EnvSpec, Offer, parse_create, parse_patch, redact_url, scrub
 from .store import Store, atomic_symlink
 
-ACTIVE = ("pending", "warming")
-INTERNAL_FIELDS = ("revisions",)
+INTERNAL_FIELDS = ("revisions", "damaged")
 
 
 def now() -> str:
@@ -34,29 +43,23 @@ def now() -> str:
 
 @dataclass
 class Settings:
-    """What the manager needs from the app's configuration."""
+    """What the manager needs from the app's configuration (the app's traits hold the defaults)."""
 
-    build_timeout: float = 3600.0
-    init_script_timeout: float = 600.0
-    keep_revisions: int = 3
-    default_python: str = ""
-    default_namespace: str = "default"
+    build_timeout: float
+    init_script_timeout: float
+    keep_revisions: int
+    default_python: str
+    default_namespace: str
+    rerun_init_script: bool
+    max_log_bytes: int
+    lease_seconds: float
     presets: list = field(default_factory=list)
-    rerun_init_script: bool = True
+    server_id: str = ""
 
 
 class EnvironmentManager:
-    def __init__(
-        self,
-        store: Store,
-        builder: Builder,
-        kernels: KernelRegistry,
-        policy: Policy,
-        offer: Offer,
-        recipe_book: "recipes.RecipeBook",
-        settings: Settings,
-        log: Optional[logging.Logger] = None,
-    ):
+    def __init__(self, store: Store, builder: Builder, kernels: KernelRegistry, policy: Policy, offer: Offer,
+                 recipe_book: "recipes.RecipeBook", settings: Settings, log: Optional[logging.Logger] = None):
         self.store = store
         self.builder = builder
         self.kernels = kernels
@@ -64,24 +67,35 @@ class EnvironmentManager:
         self.offer = offer
         self.recipe_book = recipe_book
         self.settings = settings
+        self.server_id = settings.server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.log = log or logging.getLogger("jupyter_envmgr")
+        self.records = Records(store, on_change=self._publish)
+        self.feed = ChangeFeed(store, offer.namespaces, self.records.run, self.public, log=self.log)
+        self.feed.listen(self._follow_switches)
         self._slots = asyncio.Semaphore(policy.max_concurrent_builds)
-        self._builds: dict = {}  # (ns, name) -> Build, while pending or warming here
+        self._builds: dict = {}  # (ns, name) -> Build this server launches or follows
         self._cancelled: set = set()  # build keys a user cancelled
+        self._kernel_revisions: dict = {}  # (ns, name) -> (ready revision, env_vars) of the kernelspec written
         self._tasks: set = set()
         self._create_lock = asyncio.Lock()
-        self.changed = asyncio.Event()  # set on every record change; log followers wait on it
+        self._default_cluster = self.check_cluster(None)
+        self._list_cache: dict = {}  # (ns, label, status, feed version) -> (body, etag)
+        self.started = asyncio.Event()  # set once `start` has reconciled the root
+        self.auditor = None  # audit.Auditor when an advisory database is configured
 
     # ------------------------------------------------------------ queries
 
     def info(self, version: str, backend: str) -> dict:
+        versions = sorted({".".join(v.split(".")[:2]) for v in self.offer.python_versions},
+                          key=lambda v: tuple(map(int, v.split("."))))
         return {
             "version": version,
             "backend": backend,
             "managers": list(self.offer.managers),
-            "python_versions": sorted({".".join(v.split(".")[:2]) for v in self.offer.python_versions},
-                                      key=lambda v: tuple(map(int, v.split(".")))),
+            "python_versions": versions,
+            "default_python": self.settings.default_python or None,
             "namespaces": list(self.offer.namespaces),
+            "clusters": self.clusters(),
             "storages": list(self.offer.storages),
             "presets": list(self.settings.presets),
             "base_packages": {m: list(p) for m, p in self.policy.base_packages.items()},
@@ -90,48 +104,75 @@ class EnvironmentManager:
 
     def check_namespace(self, namespace: Optional[str]) -> str:
         namespace = namespace or self.settings.default_namespace
-        if namespace not in self.offer.namespaces:
-            raise invalid("namespace", f"{namespace!r} is not a namespace of this server; use one of {', '.join(self.offer.namespaces)}")
+        if not isinstance(namespace, str) or namespace not in self.offer.namespaces:
+            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.offer.namespaces)}")
         return namespace
+
+    def clusters(self) -> list:
+        return self.builder.clusters() or [{"name": "local", "namespaces": list(self.offer.namespaces)}]
+
+    def check_cluster(self, cluster: Optional[str]) -> str:
+        names = [c["name"] for c in self.clusters()]
+        if cluster in (None, ""):
+            return names[0]
+        if cluster not in names:
+            raise invalid("cluster", f"{str(cluster)[:64]!r} is not a cluster of this server; use one of {', '.join(names)}")
+        return cluster
 
     def public(self, record: dict) -> dict:
         """The record as API.md shows it: no internals, no secrets."""
         out = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
-        out["index_urls"] = [redact_url(u) for u in record.get("index_urls", [])]
-        out["base_packages"] = list(self.policy.base_packages.get(record.get("manager", "pip"), []))
-        secrets = secrets_in(record.get("index_urls", []))
+        out.setdefault("cluster", self._default_cluster)
+        out["index_urls"] = [redact_url(u) for u in record.get("index_urls") or []]
+        out["base_packages"] = list(self.policy.base_packages.get(record.get("manager") or "pip", []))
+        secrets = secrets_of(record)
         if secrets and out.get("message"):
             out["message"] = scrub(out["message"], secrets)
         return out
 
-    def list(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> list:
-        records = self.store.list(namespace)
+    async def list_json(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> tuple:
+        """The list route's body and its ETag: records as clients see them, serialized once per change.
+
+        The body of each (namespace, filters) is kept until the namespace changes, so 50 panels
+        listing 1,000 environments cost the loop little more than the socket writes.
+        """
+        entries = await self.feed.fresh_entries(namespace)
+        cache_key = (namespace, label, status, self.feed.versions.get(namespace, 0))
+        cached = self._list_cache.get(cache_key)
+        if cached is None:
+            body = self._list_body(entries, label, status)
+            cached = (body, '"' + hashlib.sha1(body.encode()).hexdigest() + '"')
+            self._list_cache = {k: v for k, v in self._list_cache.items() if k[3] == cache_key[3] and k[0] == namespace}
+            self._list_cache[cache_key] = cached
+        return cached
+
+    def _list_body(self, entries: list, label: Optional[str], status: Optional[str]) -> str:
         if label:
             key, sep, value = label.partition("=")
-            records = [r for r in records if key in r.get("labels", {}) and (not sep or r["labels"][key] == value)]
+            entries = [e for e in entries if key in (e.record.get("labels") or {}) and (not sep or e.record["labels"][key] == value)]
         if status:
             wanted = set(status.split(","))
-            records = [r for r in records if r.get("status") in wanted]
-        return [self.public(r) for r in records]
+            entries = [e for e in entries if e.record.get("status") in wanted]
+        return '{"environments": [' + ", ".join(e.text for e in entries) + "]}"
 
-    def get(self, namespace: str, name: str) -> dict:
-        return self.store.read(namespace, name)
+    async def list(self, namespace: str, label: Optional[str] = None, status: Optional[str] = None) -> list:
+        return json.loads((await self.list_json(namespace, label, status))[0])["environments"]
+
+    async def get(self, namespace: str, name: str) -> dict:
+        return await self.records.read(namespace, name)
 
     def spec_of(self, record: dict) -> EnvSpec:
         return EnvSpec.from_dict(record)
 
-    def secrets(self, record: dict) -> list:
-        urls = list(record.get("index_urls", []))
-        for rev in record.get("revisions", []):
-            urls += rev.get("inputs", {}).get("index_urls", [])
-        return secrets_in(urls)
+    secrets = staticmethod(secrets_of)
 
-    def revisions(self, namespace: str, name: str) -> list:
-        record = self.store.read(namespace, name)
-        secrets = self.secrets(record)
+    async def revisions(self, namespace: str, name: str) -> list:
+        record = await self.records.read_for_change(namespace, name)
+        secrets = secrets_of(record)
+        locks = await self.records.run(lambda: {r["revision"]: _read_text(self.paths(namespace, name, r["revision"]).lock)
+                                                for r in record.get("revisions", [])})
         out = []
         for rev in record.get("revisions", []):
-            paths = self.paths(namespace, name, rev["revision"])
             inputs = dict(rev.get("inputs", {}))
             inputs["index_urls"] = [redact_url(u) for u in inputs.get("index_urls", [])]
             out.append({
@@ -142,20 +183,19 @@ class EnvironmentManager:
                 "finished": rev.get("finished"),
                 "current": rev["revision"] == record.get("ready_revision"),
                 "inputs": inputs,
-                "lock": _read_text(paths.lock),
+                "lock": locks[rev["revision"]],
             })
         return out
 
-    def lock_text(self, namespace: str, name: str) -> str:
-        record = self.store.read(namespace, name)
+    async def lock_text(self, namespace: str, name: str) -> str:
+        record = await self.records.read_for_change(namespace, name)
         if not record.get("ready_revision"):
             raise conflict("not_ready", f"{name!r} has no ready revision yet, so there is no lock; wait for the build to finish")
-        return _read_text(self.paths(namespace, name, record["ready_revision"]).lock)
+        return await self.records.run(_read_text, self.paths(namespace, name, record["ready_revision"]).lock)
 
-    def export_spec(self, namespace: str, name: str) -> dict:
+    async def export_spec(self, namespace: str, name: str) -> dict:
         """The inputs of the record, in the shape POST accepts (credentials redacted)."""
-        record = self.store.read(namespace, name)
-        spec = self.spec_of(record).to_dict()
+        spec = self.spec_of(await self.records.read_for_change(namespace, name)).to_dict()
         spec["index_urls"] = [redact_url(u) for u in spec["index_urls"]]
         if not spec["init_script"]:
             del spec["init_script"]
@@ -182,109 +222,118 @@ class EnvironmentManager:
         self.policy.check_spec(spec)
         self.recipe_book.validate(spec)  # the manager-specific checks (environment.yaml parsing, ...)
 
+    def _lease(self) -> dict:
+        return {"server": self.server_id, "expires": time.time() + self.settings.lease_seconds}
+
     # ------------------------------------------------------------ commands
 
-    async def create(self, body: dict, namespace: Optional[str], owner: str) -> dict:
-        namespace = self.check_namespace(namespace or (body.get("namespace") if isinstance(body, dict) else None))
+    async def create(self, body: dict, namespace: Optional[str], owner: str, dry_run: bool = False) -> dict:
+        body_ns = body.get("namespace") if isinstance(body, dict) else None
+        namespace = self.check_namespace(namespace or body_ns)
+        cluster = self.check_cluster(body.pop("cluster", None) if isinstance(body, dict) else None)
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
         await self.builder.check_storage(namespace)
         async with self._create_lock:
-            self.policy.check_count(sum(len(self.store.list(ns)) for ns in self.offer.namespaces))
-            stamp = now()
-            record = dict(
-                spec.to_dict(),
-                status="pending", message="queued", progress=0.0, revision=1, ready_revision=None,
-                created=stamp, updated=stamp, owner=owner, kernel_name=None,
-                prefix=self.store.current_link(namespace, spec.name),
-                revisions=[_revision(1, spec, stamp)],
-            )
-            self.store.create(namespace, spec.name, record)
-        self._launch(namespace, spec.name, 1, spec)
+            counts = [len(await self.feed.fresh(ns)) for ns in self.offer.namespaces]
+            self.policy.check_count(sum(counts))
+            if spec.name in {r["name"] for r in await self.feed.fresh(namespace)}:
+                raise conflict("name_taken", f"an environment named {spec.name!r} already exists in namespace {namespace!r}; pick another name")
+            record = lifecycle.new_record(dict(spec.to_dict(), cluster=cluster), spec.build_inputs(), owner,
+                                          self.store.current_link(namespace, spec.name), self._lease(), now())
+            if dry_run:
+                return record
+            await self.records.create(namespace, spec.name, record)
+        self._queue(namespace, spec.name, 1, spec, cluster=cluster)
         return record
 
     def _default_python(self, values: dict) -> str:
-        return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", "")) or self.settings.default_python
+        return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", ""), self.offer.python_versions, self.settings.default_python) or self.settings.default_python
 
-    async def patch(self, namespace: str, name: str, body: dict) -> tuple:
-        """Returns (record, built): built is True when a new revision started."""
-        record = self.store.read(namespace, name)
-        spec = parse_patch(body, self.spec_of(record), self.public(record), self.offer)
-        rebuild = spec.build_inputs() != self.spec_of(record).build_inputs()
-        if rebuild:
+    async def patch(self, namespace: str, name: str, body: dict, dry_run: bool = False) -> tuple:
+        """Returns (record, built): built is True when a new revision started (or would, in a dry run)."""
+        record = await self.records.read_for_change(namespace, name)
+        if isinstance(body, dict) and "cluster" in body and body["cluster"] != record.get("cluster", self.check_cluster(None)):
+            raise invalid("cluster", "an environment stays on the cluster it was created on; clone it to another")
+        spec = parse_patch({k: v for k, v in body.items() if k != "cluster"} if isinstance(body, dict) else body,
+                           self.spec_of(record), self.public(record), self.offer)
+        if spec.build_inputs() != self.spec_of(record).build_inputs():
             self.validate(spec)
-            self._refuse_if_building(record)
+            lifecycle.refuse_if_active(record)
             await self.builder.check_storage(namespace)
-            return self._start_revision(namespace, name, spec), True
+            return await self._start_revision(namespace, name, spec, dry_run), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
-
-        def apply(r):
-            r.update(changes, updated=now())
-
-        record = self.store.update(namespace, name, apply)
+        if dry_run:
+            return lifecycle.metadata_changed(record, changes, now()), False
+        record = await self.records.apply(namespace, name, lifecycle.metadata_changed, changes, now())
         if record.get("ready_revision") and "env_vars" in body:
-            self._write_kernel(record)
-        self._notify()
+            await self._write_kernel(record)
         return record, False
 
     async def action(self, namespace: str, name: str, body: dict, user: str = "") -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
-            raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "rebuild" | "cancel" | "rollback", ...}')
+            raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "rebuild" | "cancel" | "rollback" | "clone", ...}')
         unknown = set(body) - {"action", "revision", "name"}
         if unknown:
-            raise EnvmgrError(400, "unknown_field", f"unknown field(s) {', '.join(sorted(unknown))}; an action takes 'action' and, for rollback, 'revision', for clone, 'name'")
+            raise EnvmgrError(400, "unknown_field", f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}; an action takes 'action' and, for rollback, 'revision', for clone, 'name'")
         action = body["action"]
-        record = self.store.read(namespace, name)
+        record = await self.records.read_for_change(namespace, name)
         if action == "rebuild":
-            self._refuse_if_building(record)
+            lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
             await self.builder.check_storage(namespace)
-            return self._start_revision(namespace, name, spec)
+            return await self._start_revision(namespace, name, spec)
         if action == "cancel":
-            return await self.cancel(namespace, name, user)
+            return await self.cancel(namespace, name)
         if action == "rollback":
-            return self.rollback(namespace, name, body.get("revision"))
+            return await self.rollback(namespace, name, body.get("revision"))
         if action == "clone":
             return await self.clone(namespace, name, body.get("name"), user)
-        raise invalid("action", f"{action!r} is not an action; use rebuild, cancel, rollback or clone")
+        raise invalid("action", f"{action[:64]!r} is not an action; use rebuild, cancel, rollback or clone")
 
     async def clone(self, namespace: str, name: str, new_name, owner: str) -> dict:
         """A new environment with the same inputs (credentials included, which an export redacts)."""
-        spec = self.spec_of(self.store.read(namespace, name)).to_dict()
+        record = await self.records.read_for_change(namespace, name)
+        spec = self.spec_of(record).to_dict()
         spec["name"] = new_name
         return await self.create(spec, namespace, owner)
 
-    def _refuse_if_building(self, record: dict) -> None:
-        if record.get("status") in ACTIVE:
-            raise conflict(
-                "build_running",
-                f"revision {record['revision']} of {record['name']!r} is still {record['status']}; "
-                "wait for it or cancel it first (POST .../actions {\"action\": \"cancel\"})",
-            )
-
-    def _start_revision(self, namespace: str, name: str, spec: EnvSpec) -> dict:
-        revision = {}
-
-        def apply(r):
-            self._refuse_if_building(r)
-            number = max([x["revision"] for x in r.get("revisions", [])] + [0]) + 1
-            stamp = now()
-            r.update(spec.to_dict(), status="pending", message="queued", progress=0.0, revision=number, updated=stamp)
-            r.setdefault("revisions", []).append(_revision(number, spec, stamp))
-            revision["n"] = number
-
-        record = self.store.update(namespace, name, apply)
-        self._launch(namespace, name, revision["n"], spec)
+    async def _start_revision(self, namespace: str, name: str, spec: EnvSpec, dry_run: bool = False) -> dict:
+        args = (spec.to_dict(), spec.build_inputs(), self._lease(), now())
+        if dry_run:
+            return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
+        record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
+        self._queue(namespace, name, record["revision"], spec, cluster=record.get("cluster"))
         return record
 
-    async def cancel(self, namespace: str, name: str, user: str = "") -> dict:
+    async def cancel(self, namespace: str, name: str) -> dict:
         build = self._builds.get((namespace, name))
         if build is None:
-            record = self.store.read(namespace, name)
-            raise conflict("not_building", f"{name!r} has no build to cancel (status {record.get('status')})")
+            record = await self.records.read_for_change(namespace, name)
+            if not lifecycle.is_active(record.get("status")):
+                raise conflict("not_building", f"{name!r} has no build to cancel (status {record.get('status')})")
+            if not await self._cancel_elsewhere(namespace, record):
+                raise conflict("not_building", f"the build of {name!r} runs on another server ({_holder(record)}); cancel it there")
+            return await self.records.read(namespace, name)
         await self._stop_build(build)
-        return self.store.read(namespace, name)
+        return await self.records.read(namespace, name)
+
+    async def _cancel_elsewhere(self, namespace: str, record: dict) -> bool:
+        """Stop a build another server launched, where this server can reach it (same host or cluster)."""
+        rev = lifecycle.revision_of(record, record["revision"])
+        handle = rev.get("handle")
+        if rev["status"] == Status.PENDING or handle is None:  # queued there: its server finds it cancelled
+            with contextlib.suppress(EnvmgrError):
+                await self.records.apply(namespace, record["name"], lifecycle.finished, rev["revision"], Status.CANCELLED, "cancelled", None, now())
+            return True
+        if not self.builder.owns(handle):
+            return False
+        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, record.get("cluster"))
+        await self.builder.cancel(build)
+        with contextlib.suppress(EnvmgrError):
+            await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
+        return True
 
     async def _stop_build(self, build: Build) -> None:
         """Cancel a queued or running build and wait (bounded) until its record says so."""
@@ -293,58 +342,65 @@ class EnvironmentManager:
             build.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await build.task
-            self._finish(build, {"status": "cancelled"})
+            with contextlib.suppress(EnvmgrError):
+                await self._end(build, {"status": Status.CANCELLED})
             return
         await self.builder.cancel(build)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(build.task), timeout=15)
 
-    def rollback(self, namespace: str, name: str, revision) -> dict:
-        record = self.store.read(namespace, name)
-        self._refuse_if_building(record)
+    async def rollback(self, namespace: str, name: str, revision) -> dict:
+        record = await self.records.read_for_change(namespace, name)
+        lifecycle.refuse_if_active(record)
         if isinstance(revision, bool) or not isinstance(revision, int):
             raise invalid("revision", "rollback needs the number of a ready revision, e.g. {\"action\": \"rollback\", \"revision\": 1}")
-        rev = next((r for r in record.get("revisions", []) if r["revision"] == revision), None)
-        ready = [r["revision"] for r in record.get("revisions", []) if r["status"] == "ready"]
-        if rev is None or rev["status"] != "ready" or not os.path.isdir(self.store.prefix(namespace, name, revision)):
+        ready = [r["revision"] for r in record.get("revisions", []) if r["status"] == Status.READY]
+        prefix = self.store.prefix(namespace, name, revision)
+        if revision not in ready or not await self.records.run(os.path.isdir, prefix):
             raise invalid("revision", f"{revision} is not a kept ready revision of {name!r}; ready revisions: {ready or 'none'}")
-        atomic_symlink(os.path.basename(self.store.prefix(namespace, name, revision)), self.store.current_link(namespace, name))
-
-        def apply(r):
-            r.update(rev["inputs"], status="ready", message=f"rolled back to revision {revision}", progress=1.0,
-                     revision=revision, ready_revision=revision, updated=now())
-
-        record = self.store.update(namespace, name, apply)
-        self._write_kernel(record)
-        self._notify()
+        record = await self.records.apply(namespace, name, lifecycle.rolled_back, revision, now())
+        await self.records.run(atomic_symlink, os.path.basename(prefix), self.store.current_link(namespace, name))
+        await self._write_kernel(record)
         return record
 
     async def delete(self, namespace: str, name: str) -> None:
-        self.store.read(namespace, name)  # 404 first
+        """Stop any build, rename the environment into trash/, then unregister its kernel.
+
+        The rename happens under the record lock, so once it is done no build of this environment
+        starts or writes its record again (every later change answers 404). A failed rename keeps
+        the kernel registered.
+        """
+        record = await self.records.read(namespace, name)  # 404 first; a damaged entry may be deleted
         build = self._builds.get((namespace, name))
         if build is not None:
             await self._stop_build(build)
-        self.kernels.remove(namespace, name)
-        self.store.remove(namespace, name)
-        self._notify()
+        elif lifecycle.is_active(record.get("status")) and not record.get("damaged"):
+            await self._cancel_elsewhere(namespace, record)
+        await self.records.remove(namespace, name)
+        self._kernel_revisions.pop((namespace, name), None)
+        await self.records.run(self.kernels.remove, namespace, name)
+        self._background(self.records.empty_trash())
 
     # ------------------------------------------------------------ builds
 
-    def _launch(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None) -> Build:
-        paths = self.paths(namespace, name, revision)
-        build = Build(namespace, name, revision, spec, paths, self.settings.build_timeout, handle)
-        if handle is None:
-            reuse = self._reusable_init(namespace, name, spec)
-            steps, env = self.recipe_book.steps(spec, paths, with_init=reuse is None)
-            recipes.write_plan(spec, paths, steps, env, self.settings.build_timeout)
-            if reuse is not None:
-                shutil.copyfile(reuse, paths.init_env)
+    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
+        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
+                     handle, cluster=cluster)
+
+    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
+        """Launch (or, with a handle, follow) a revision this server holds the lease of."""
+        build = self._build(namespace, name, revision, spec, handle, cluster)
         self._builds[(namespace, name)] = build
-        task = build.task = asyncio.ensure_future(self._run(build, attach=handle is not None))
+        build.task = self._background(self._run(build, attach=handle is not None))
+        return build
+
+    def _background(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self._notify()
-        return build
+        return task
 
     async def _run(self, build: Build, attach: bool = False) -> None:
         try:
@@ -353,35 +409,58 @@ class EnvironmentManager:
                 return
             async with self._slots:
                 if build.key in self._cancelled:
-                    self._finish(build, {"status": "cancelled"})
+                    await self._end(build, {"status": Status.CANCELLED})
                     return
+                await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
+                                         self.server_id, None, now())
+                await self.records.run(self._write_plan, build)
                 handle = await self.builder.start(build)
-                self._set(build, status="warming", message="starting", progress=0.0, handle=handle, started=now())
+                await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
+                                         self.server_id, handle, now())
                 await self._follow(build)
         except asyncio.CancelledError:
-            raise  # the server is stopping: the build goes on, the next start re-attaches
+            raise  # the server is stopping: the build goes on; a server re-attaches when the lease expires
         except EnvmgrError as e:
-            if e.status != 404:
-                self._finish(build, {"status": "failed", "message": e.message})
+            if e.status == 404 or e.reason in ("leased", "not_active", "invalid_transition"):
+                await self._abandon(build, e)
+            else:
+                await self._end_despite_errors(build, {"status": Status.FAILED, "message": e.message})
         except Exception as e:  # never leave a record warming: a full disk, a bug here
             self.log.exception("build %s failed in the server", build.key)
-            await self._finish_despite_errors(build, {"status": "failed", "message": f"the server could not run the build: {e}"})
+            await self._end_despite_errors(build, {"status": Status.FAILED, "message": _one_line(f"the server could not run the build: {e}")})
         finally:
             if self._builds.get((build.namespace, build.name)) is build:
                 del self._builds[(build.namespace, build.name)]
             self._cancelled.discard(build.key)
-            self._notify()
 
-    async def _finish_despite_errors(self, build: Build, result: dict, attempts: int = 8) -> None:
+    async def _abandon(self, build: Build, why: EnvmgrError) -> None:
+        """The record is gone (deleted) or another server owns the revision now: stop what runs here."""
+        self.log.info("envmgr: leaving %s: %s", build.key, why.message)
+        if build.handle is not None:
+            with contextlib.suppress(Exception):
+                await self.builder.cancel(build)
+
+    def _write_plan(self, build: Build) -> None:
+        """Blocking: the plan and inputs of a build, written by the server that launches it."""
+        reuse = self._reusable_init(build)
+        steps, env = self.recipe_book.steps(build.spec, build.paths, with_init=reuse is None)
+        recipes.write_plan(build.spec, build.paths, steps, env, self.settings.build_timeout,
+                           max_log_bytes=self.settings.max_log_bytes)
+        if reuse is not None:
+            shutil.copyfile(reuse, build.paths.init_env)
+
+    async def _end_despite_errors(self, build: Build, result: dict, attempts: int = 8) -> None:
         """Record the end of a build even if the storage refuses for a while (full disk): retry with backoff."""
         for attempt in range(attempts):
             try:
-                self._finish(build, result)
+                await self._end(build, result)
                 return
-            except OSError as e:
-                self.log.warning("cannot record the end of %s yet (%s); retrying", build.key, e)
-                await asyncio.sleep(min(30, 0.5 * 2 ** attempt))
-        self.log.error("gave up recording the end of %s; the next start will", build.key)
+            except EnvmgrError as e:
+                if e.status not in (503, 507):
+                    return
+                self.log.warning("cannot record the end of %s yet (%s); retrying", build.key, e.message)
+            await asyncio.sleep(min(30, 0.5 * 2 ** attempt))
+        self.log.error("gave up recording the end of %s; the next server to hold its lease will", build.key)
 
     async def _follow(self, build: Build) -> None:
         follower = asyncio.ensure_future(self._follow_log(build))
@@ -390,98 +469,88 @@ class EnvironmentManager:
                 result = await asyncio.wait_for(self.builder.wait(build), timeout=build.timeout + 60)
             except asyncio.TimeoutError:
                 await self.builder.cancel(build)
-                result = {"status": "failed", "message": f"the build ran past its time limit ({build.timeout:.0f}s, c.EnvManagerApp.build_timeout)"}
+                result = {"status": Status.FAILED, "message": f"the build ran past its time limit ({build.timeout:.0f}s, c.EnvManagerApp.build_timeout)"}
         finally:
             follower.cancel()
         if build.key in self._cancelled:
-            result = {"status": "cancelled"}
-        await self._finish_despite_errors(build, result)
+            result = {"status": Status.CANCELLED}
+        await self._end_despite_errors(build, result)
 
-    async def _follow_log(self, build: Build, interval: float = 0.3) -> None:
-        """Turn new log lines into progress and message on the record."""
-        tracker = LogProgress([s["name"] for s in _plan_steps(build)])
+    async def _follow_log(self, build: Build, interval: float = 0.5) -> None:
+        """Turn new log lines into progress and message on the record (read in a worker thread)."""
+        steps = (await self.records.run(_read_json, build.paths.plan)).get("steps", [])
+        tracker = LogProgress([s["name"] for s in steps])
         offset = 0
         while True:
             await asyncio.sleep(interval)
-            try:
-                with open(build.paths.log, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-            except FileNotFoundError:
-                continue
+            chunk = await self.records.run(_read_bytes, build.paths.log, offset)
             complete = chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             changed = False
             for line in complete.decode(errors="replace").splitlines():
                 changed |= tracker.feed(line)
             if changed:
-                with contextlib.suppress(EnvmgrError):
-                    self._set(build, progress=tracker.progress, message=tracker.message)
+                try:
+                    await self.records.apply(build.namespace, build.name, lifecycle.progressed, build.revision,
+                                             tracker.progress, _one_line(tracker.message), now())
+                except EnvmgrError as e:
+                    if e.status == 404:  # deleted while it builds: stop it
+                        await self._abandon(build, e)
+                        return
 
-    def _set(self, build: Build, **changes) -> None:
-        """Update the record and this build's revision entry, if the record still is about this build."""
-        rev_fields = {k: changes.pop(k) for k in ("handle", "started") if k in changes}
-
-        def apply(r):
-            for rev in r.get("revisions", []):
-                if rev["revision"] == build.revision:
-                    rev.update(rev_fields)
-                    if "status" in changes:
-                        rev["status"] = changes["status"]
-            if r.get("revision") == build.revision:
-                r.update(changes, updated=now())
-
-        self.store.update(build.namespace, build.name, apply)
-        self._notify()
-
-    def _finish(self, build: Build, result: dict) -> None:
-        status = result.get("status", "failed")
+    async def _end(self, build: Build, result: dict) -> None:
+        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned."""
+        status = Status(result.get("status", Status.FAILED))
         ns, name, number = build.namespace, build.name, build.revision
-        if status == "ready":
-            try:
-                atomic_symlink(os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
-            except FileNotFoundError:  # deleted meanwhile
-                return
+        if status is Status.READY:
             message = "ready"
+            await self.records.run(self._prepare_switch, build)
         else:
-            shutil.rmtree(build.paths.prefix, ignore_errors=True)  # a broken prefix serves nobody
-            message = "cancelled" if status == "cancelled" else (result.get("message") or "the build failed")
-
-        def apply(r):
-            for rev in r.get("revisions", []):
-                if rev["revision"] == number:
-                    rev.update(status=status, message=message, finished=now())
-            if r.get("revision") != number:
-                return
-            r.update(status=status, message=message, updated=now())
-            if status == "ready":
-                r.update(ready_revision=number, progress=1.0,
-                         kernel_name=kernel_name(ns, name, self.settings.default_namespace))
-
+            message = "cancelled" if status is Status.CANCELLED else _one_line(result.get("message") or "the build failed")
+            record = await self.records.read_for_change(ns, name)
+            if lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
+                # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
+                await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
         try:
-            record = self.store.update(ns, name, apply)
-        except EnvmgrError:  # deleted while it built
-            return
-        if status == "ready":
-            self._write_kernel(record)
-            self._prune(ns, name)
+            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message,
+                                              kernel_name(ns, name, self.settings.default_namespace), now())
+        except EnvmgrError as e:
+            if e.status == 404 or e.reason == "invalid_transition":
+                return  # deleted while it built, or another server recorded the end first
+            raise
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
-        self._notify()
+        if status is not Status.READY:
+            return
+        if record.get("ready_revision") == number:
+            await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
+            await self._write_kernel(record)
+            self._background(self._prune(ns, name))
+            if self.auditor is not None:
+                self._background(self._audit(build))
 
-    def _reusable_init(self, namespace: str, name: str, spec: EnvSpec) -> Optional[str]:
-        """With rerun_init_script off: the env file of the ready revision that already ran this script."""
+    def _prepare_switch(self, build: Build) -> None:
+        """Blocking, before a revision serves: the in-use file kernels lock (see inuse.py)."""
+        from .inuse import FILE
+
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: recording the end answers 404
+            with open(os.path.join(build.paths.prefix, FILE), "a"):
+                pass
+
+    def _reusable_init(self, build: Build) -> Optional[str]:
+        """Blocking. With rerun_init_script off: the env file of the ready revision that already ran this script."""
+        spec = build.spec
         if self.settings.rerun_init_script or not spec.init_script.strip():
             return None
-        record = self.store.read(namespace, name)
+        record = self.store.read(build.namespace, build.name)
         ready = record.get("ready_revision")
         rev = next((r for r in record.get("revisions", []) if r["revision"] == ready), None)
         if not rev or rev["inputs"].get("init_script") != spec.init_script:
             return None
-        path = self.paths(namespace, name, ready).init_env
+        path = self.paths(build.namespace, build.name, ready).init_env
         return path if os.path.exists(path) else None
 
     def _kernel_env(self, record: dict) -> dict:
-        """What a kernel of the ready revision gets: activation, init-script variables, the spec's env_vars."""
+        """Blocking. What a kernel of the ready revision gets: activation, init-script variables, env_vars."""
         paths = self.paths(record["namespace"], record["name"], record["ready_revision"])
         return {
             **_read_json(paths.activate_env),
@@ -490,85 +559,182 @@ class EnvironmentManager:
             "JUPYTER_ENVMGR_ENVIRONMENT": f"{record['namespace']}/{record['name']}",
         }
 
-    def _write_kernel(self, record: dict) -> None:
-        self.kernels.write(record, self._kernel_env(record))
+    async def _write_kernel(self, record: dict) -> None:
+        key = (record["namespace"], record["name"])
+        self._kernel_revisions[key] = _kernel_key(record)
+        await self.records.run(lambda: self.kernels.write(record, self._kernel_env(record)))
 
-    def _prune(self, namespace: str, name: str) -> None:
-        """Drop revisions beyond keep_revisions; never current, the ready one or an active one."""
-        gc.prune_revisions(self.store, namespace, name, self.settings.keep_revisions)
+    def _follow_switches(self, namespace: str, name: str, record: Optional[dict]) -> None:
+        """Another server switched a revision, changed env_vars or deleted: bring this server's kernelspecs along."""
+        key = (namespace, name)
+        if record is None:
+            if self._kernel_revisions.pop(key, None) is not None:
+                self._background(self.records.run(self.kernels.remove, namespace, name))
+            return
+        if record.get("damaged") or not isinstance(record.get("ready_revision"), int):
+            return
+        if self._kernel_revisions.get(key) != _kernel_key(record):
+            self._background(self._write_kernel(record))
 
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+    async def _audit(self, build: Build) -> None:
+        """Check the new lock against the advisory database, after the switch: never on the build's path."""
+        from . import audit
+
+        try:
+            await self.records.run(audit.audit_revision, self.auditor, build.revision, build.paths.lock, build.paths.log)
+        except Exception as e:  # an absent or slow database leaves the environment ready
+            self.log.warning("envmgr: auditing %s failed: %s", build.key, e)
+
+    async def _prune(self, namespace: str, name: str) -> None:
+        """Drop revisions beyond keep_revisions; never the serving, an active or a kernel's one."""
+        with contextlib.suppress(EnvmgrError):
+            await gc.prune_revisions(self.records, namespace, name, self.settings.keep_revisions)
+            await self.records.empty_trash()
+
+    def _publish(self, namespace: str, name: str, record: Optional[dict]) -> None:
+        self.feed.publish(namespace, name, record)
+
+    # ------------------------------------------------------------ leases
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of this server's builds; take over revisions whose lease expired."""
+        while True:
+            await asyncio.sleep(min(5.0, self.settings.lease_seconds / 3))
+            for (namespace, name), build in list(self._builds.items()):
+                try:
+                    await self.records.apply(namespace, name, lifecycle.claim, build.revision, self._lease(), time.time())
+                except EnvmgrError as e:
+                    if e.status == 404 or e.reason == "leased":
+                        if build.task:
+                            build.task.cancel()
+                        await self._abandon(build, e)
+            for namespace in self.offer.namespaces:
+                for record in await self.feed.fresh(namespace):
+                    await self._adopt(namespace, record)
+
+    async def _adopt(self, namespace: str, record: dict) -> None:
+        """Take over an active revision whose server is gone: launch it, follow it, or record its end."""
+        name = record.get("name")
+        if record.get("damaged") or not lifecycle.is_active(record.get("status")) or (namespace, name) in self._builds:
+            return
+        number = record["revision"]
+        rev = next((r for r in record.get("revisions", []) if r["revision"] == number), None)
+        if rev is None or not lifecycle.lease_expired(rev, time.time()):
+            return
+        try:
+            record = await self.records.apply(namespace, name, lifecycle.claim, number, self._lease(), time.time())
+        except EnvmgrError:
+            return  # another server was faster, or it ended
+        rev = lifecycle.revision_of(record, number)
+        spec = EnvSpec.from_dict({**self.spec_of(record).to_dict(), **rev.get("inputs", {})})
+        handle = rev.get("handle")
+        if rev["status"] == Status.PENDING or handle is None:
+            self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
+            self._queue(namespace, name, number, spec, cluster=record.get("cluster"))
+            return
+        build = self._build(namespace, name, number, spec, handle, record.get("cluster"))
+        if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
+            self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
+            self._queue(namespace, name, number, spec, handle, record.get("cluster"))
+        elif self.builder.owns(handle):
+            await self._end_despite_errors(build, await self.records.run(
+                read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))
 
     # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        """Reconcile every record with reality: re-attach, finish, re-queue or fail; resync kernels."""
-        self.store.ensure_layout(self.offer.namespaces)
+        """Reconcile every record with reality: re-attach, finish, re-queue; resync kernels; watch the root."""
+        try:
+            await self._reconcile_root()
+        except Exception:  # the extension always starts; each route then answers what is wrong (503, ...)
+            self.log.exception("envmgr: reconciling the root %s failed", self.store.root)
+        finally:  # requests wait for this
+            self._background(self.feed.watch())
+            self._background(self._keep_leases())
+            self.started.set()
+
+    async def _reconcile_root(self) -> None:
+        await self.records.run(self.store.ensure_layout, self.offer.namespaces)
         await self.builder.prepare()
-        self.kernels.install_magics()
-        wanted = {}
+        await self.records.run(self.kernels.install_magics)
         for namespace in self.offer.namespaces:
-            self.store.sweep(namespace)
-            for record in self.store.list(namespace):
+            await self.records.run(self.store.sweep, namespace)
+        wanted, keep = {}, []
+        for namespace in self.offer.namespaces:
+            for record in await self.feed.fresh(namespace):
+                kname = kernel_name(namespace, record["name"], self.settings.default_namespace)
+                if record.get("damaged"):
+                    keep.append(kname)  # kept until the entry is deleted
+                    continue
                 try:
-                    record = self._reconcile(namespace, record)
+                    await self._reclaim(namespace, record)
                 except Exception:  # one bad record must not stop the server
                     self.log.exception("could not reconcile %s/%s", namespace, record.get("name"))
-                    continue
-                if record.get("ready_revision"):
-                    kname = kernel_name(namespace, record["name"], self.settings.default_namespace)
-                    wanted[kname] = (record, self._kernel_env(record))
-        self.kernels.resync(wanted)
+                if isinstance(record.get("ready_revision"), int):
+                    self._kernel_revisions[(namespace, record["name"])] = _kernel_key(record)
+                    wanted[kname] = record
+        await self.records.run(self._resync_kernels, wanted, keep)
 
-    def _reconcile(self, namespace: str, record: dict) -> dict:
-        if record.get("status") not in ACTIVE:
-            return record
-        name, number = record["name"], record["revision"]
-        rev = next((r for r in record.get("revisions", []) if r["revision"] == number), {})
-        spec = EnvSpec.from_dict({**self.spec_of(record).to_dict(), **rev.get("inputs", {})})
-        handle = rev.get("handle")
-        if record["status"] == "pending" or handle is None:
-            self.log.info("re-queueing %s/%s revision %s", namespace, name, number)
-            self._launch(namespace, name, number, spec)
-        elif self.builder.owns(handle):
-            build = Build(namespace, name, number, spec, self.paths(namespace, name, number), self.settings.build_timeout, handle)
-            if self.builder.is_running(build):
-                self.log.info("re-attaching to %s/%s revision %s", namespace, name, number)
-                self._launch(namespace, name, number, spec, handle)
-            else:
-                self._finish(build, read_result(build, "the build process ended while the server was down and left no result; rebuild to try again"))
-        return self.store.read(namespace, name)
+    def _resync_kernels(self, wanted: dict, keep: list) -> None:
+        self.kernels.resync({k: (r, self._kernel_env(r)) for k, r in wanted.items()}, keep)
+
+    async def _reclaim(self, namespace: str, record: dict) -> None:
+        """At start: this server's own builds (same server id) are followed again at once; others wait for their lease."""
+        if not lifecycle.is_active(record.get("status")):
+            return
+        rev = next((r for r in record.get("revisions", []) if r["revision"] == record["revision"]), {})
+        if (rev.get("lease") or {}).get("server") == self.server_id:
+            rev["lease"]["expires"] = 0  # our own lease, from before the restart
+            record = dict(record, revisions=[rev if r["revision"] == rev["revision"] else r for r in record["revisions"]])
+        await self._adopt(namespace, record)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await self.builder.stop()
+        self.records.close()
 
 
-def _revision(number: int, spec: EnvSpec, stamp: str) -> dict:
-    return {"revision": number, "status": "pending", "message": "", "created": stamp, "finished": None,
-            "inputs": spec.build_inputs()}
+def _discard(store: Store, path: str, label: str) -> None:
+    """Blocking: rename into trash/ and remove at once (a failed revision's prefix)."""
+    with contextlib.suppress(EnvmgrError):
+        shutil.rmtree(store.to_trash(path, label), ignore_errors=True)
+
+
+def _holder(record: dict) -> str:
+    rev = next((r for r in record.get("revisions", []) if r["revision"] == record.get("revision")), {})
+    return (rev.get("lease") or {}).get("server", "unknown")
+
+
+def _kernel_key(record: dict) -> tuple:
+    return (record.get("ready_revision"), json.dumps(record.get("env_vars", {}), sort_keys=True))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """API.md: a message is one line of at most 300 characters."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = text[: text.find(": ") + 2] if 0 < text.find(": ") < 80 else ""  # "step install failed (exit 2): "
+    return head + "…" + text[len(text) - (limit - len(head) - 1):]
+
+
+def _read_bytes(path: str, offset: int = 0) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
 
 
 def _read_text(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return _read_bytes(path).decode(errors="replace")
 
 
 def _read_json(path: str) -> dict:
-    import json
-
     try:
         with open(path) as f:
             return json.load(f)
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return {}
-
-
-def _plan_steps(build: Build) -> list:
-    return _read_json(build.paths.plan).get("steps", [])

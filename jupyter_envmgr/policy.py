@@ -5,8 +5,9 @@ Policy is plain data (built from the app's traits) so that it can be checked bef
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -14,7 +15,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
-from .spec import EnvSpec, parse_requirements, redact_url
+from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, redact_url, short
+
+#: Requirement-file options whose argument is an index (checked like index_urls when allowed).
+URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}
+#: Options whose argument is a file on the server (only under allowed_source_dirs when allowed).
+FILE_OPTIONS = {"--requirement", "--constraint"}
+MAX_INCLUDE_DEPTH = 5
 
 
 #: What kernels need of base packages, whatever the administrator lists.
@@ -72,20 +79,38 @@ class Policy:
                     f"{', '.join(self.allowed_index_urls)} (an administrator sets c.EnvManagerApp.allowed_index_urls)",
                 )
 
-    def check_requirement_lines(self, text: str, fieldname: str = "packages") -> list:
-        """Parse pip requirement text and refuse lines the policy does not allow."""
-        lines = parse_requirements(text)
+    def check_requirement_lines(self, text: str, fieldname: str = "packages", variables: Optional[dict] = None,
+                                _seen: tuple = ()) -> list:
+        """Parse pip requirement text and refuse lines the policy does not allow; returns the judged lines.
+
+        An allowed `-r FILE` is read here and replaced by its judged lines, so uv never opens a file the
+        policy did not see; an allowed `-c FILE` stays (constraints cannot be inlined) but its lines are judged.
+        """
+        lines = parse_requirements(text, variables)
+        allowed = {SHORT_OPTIONS.get(o.split("=")[0], o.split("=")[0]) for o in self.allowed_requirement_options}
+        judged = []
         for line in lines:
-            where = f"line {line.lineno}: {line.text!r}"
+            where = f"line {line.lineno}: {short(line.text)}"
             if line.kind == "option":
-                option = line.text.split()[0].split("=")[0]
-                if option not in self.allowed_requirement_options:
+                if line.option not in allowed:
                     raise forbidden(
                         fieldname,
-                        f"{where}: option lines such as {option} are not allowed here; list packages only, "
+                        f"{where}: option lines such as {line.option} are not allowed here; list packages only, "
                         "put extra indexes in index_urls (an administrator may allow options with "
                         "c.EnvManagerApp.allowed_requirement_options)",
                     )
+                if line.option in URL_OPTIONS:
+                    try:
+                        check_index_urls([line.target])
+                    except EnvmgrError as e:
+                        raise invalid(fieldname, f"line {line.lineno}: {e.message.partition(': ')[2]}") from None
+                    self.check_index_urls([line.target], fieldname)
+                elif line.option in FILE_OPTIONS:
+                    self.check_source_path(line.target, fieldname, f"line {line.lineno}")
+                    included = self._included(line, fieldname, variables, _seen)
+                    if line.option == "--requirement":
+                        judged += included
+                        continue
             elif line.kind == "url" and not self.allow_direct_urls:
                 raise forbidden(
                     fieldname,
@@ -94,7 +119,34 @@ class Policy:
                 )
             elif line.kind == "path":
                 self.check_source_path(line.target, fieldname, where)
-        return lines
+            judged.append(line)
+        return judged
+
+    def _included(self, line, fieldname: str, variables: Optional[dict], seen: tuple) -> list:
+        """The judged lines of the file an -r/-c line names. Its contents are never quoted back."""
+        path = os.path.realpath(os.path.expanduser(line.target))
+        where = f"line {line.lineno}: {line.option} {short(line.target)}"
+        if path in seen or len(seen) >= MAX_INCLUDE_DEPTH:
+            raise invalid(fieldname, f"{where}: the file includes itself, or files nest deeper than {MAX_INCLUDE_DEPTH}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(self.max_packages_bytes + 1)
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise invalid(fieldname, f"{where}: the file cannot be read as UTF-8 text on the server "
+                                     f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+        if len(data) > self.max_packages_bytes:
+            raise invalid(fieldname, f"{where}: the file is larger than {self.max_packages_bytes} bytes "
+                                     "(c.EnvManagerApp.max_packages_bytes)")
+        try:
+            return self.check_requirement_lines(text, fieldname, variables, seen + (path,))
+        except EnvmgrError as e:
+            m = re.search(r"line (\d+)", e.message)
+            inner = f"line {m[1]} of that file" if m else "a line of that file"
+            what = ("is not allowed here (an option, a direct URL or a local path the policy refuses)"
+                    if e.status == 403 else "is not a valid requirement")
+            raise EnvmgrError(e.status, e.reason, f"{fieldname}: {where}: {inner} {what}; its contents are not shown",
+                              fieldname) from None
 
     def check_source_path(self, target: str, fieldname: str, where: str) -> None:
         path = target[len("file://"):] if target.startswith("file://") else target
@@ -144,6 +196,6 @@ class Policy:
         """Everything the policy says about a spec; raises the first violation."""
         self.check_index_urls(spec.index_urls)
         if spec.manager == "pip":
-            lines = self.check_requirement_lines(spec.packages)
+            lines = self.check_requirement_lines(spec.packages, variables=spec.env_vars)
             pins = {canonicalize_name(l.requirement.name): l.requirement.specifier for l in lines if l.requirement}
             self.check_base_pins("pip", pins)

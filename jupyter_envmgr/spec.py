@@ -15,11 +15,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from .errors import EnvmgrError, invalid
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PYTHON_RE = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
+# Anchored with \A and \Z (never ^ and $, which let a trailing newline through), so that
+# `.match` and `.fullmatch` agree; digits are ASCII digits only.
+NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+LABEL_NAME_RE = re.compile(r"\A[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+DNS_SUBDOMAIN_RE = re.compile(r"\A[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\Z")
+ENV_VAR_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+PYTHON_RE = re.compile(r"\A3\.[0-9]{1,2}(?:\.[0-9]{1,3})?\Z")
 MANAGERS = ("pip", "conda")
 
 #: Fields a client may send on create; everything else in a record is read-only.
@@ -73,13 +75,19 @@ class EnvSpec:
 
 @dataclass
 class RequirementLine:
-    """One logical line of a requirements.txt, classified so that policy can judge it."""
+    """One logical line of a requirements.txt, classified so that policy can judge it.
+
+    `text` is the line as uv will get it (comments dropped, continuations joined, `${VAR}` expanded,
+    hashes normalized): the build installs exactly the lines that were judged, never the raw text.
+    """
 
     lineno: int
     text: str
     kind: str  # "requirement", "option", "url" (direct URL), "path" (local file or dir)
     requirement: Optional[Requirement] = None
-    target: str = ""  # for "path": the file or directory it installs from
+    target: str = ""  # "path": the file or directory it installs from; "option": the option's argument
+    option: str = ""  # "option": its long name (--index-url for -i); requirement: a per-line option other than --hash
+    hashes: list = field(default_factory=list)  # ["sha256:<hex>", ...]
 
     def __post_init__(self):
         if self.kind == "path" and not self.target:
@@ -100,15 +108,21 @@ class Offer:
 # ---------------------------------------------------------------- field checks
 
 
+def short(value: Any, limit: int = 80) -> str:
+    """A value quoted in a message, cut short: a message never echoes a whole megabyte back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def check_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise invalid("name", "is required: 2-63 lowercase letters, digits or '-', e.g. 'torch-cpu'")
     if not 2 <= len(value) <= 63:
         raise invalid("name", f"must be 2-63 characters long (got {len(value)})")
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise invalid(
             "name",
-            f"{value!r} is not allowed: use lowercase letters, digits and '-', starting and ending "
+            f"{short(value)} is not allowed: use lowercase letters, digits and '-', starting and ending "
             "with a letter or digit (a DNS-1123 label), e.g. 'torch-cpu'",
         )
     return value
@@ -127,12 +141,12 @@ def check_label_key(fieldname: str, key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise invalid(fieldname, "keys must be non-empty strings")
     prefix, _, name = key.rpartition("/")
-    if "/" in key and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.match(prefix)):
-        raise invalid(fieldname, f"key {key!r}: the prefix before '/' must be a DNS subdomain such as 'example.com'")
-    if not name or len(name) > 63 or not LABEL_NAME_RE.match(name):
+    if "/" in key and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.fullmatch(prefix)):
+        raise invalid(fieldname, f"key {short(key)}: the prefix before '/' must be a DNS subdomain such as 'example.com'")
+    if not name or len(name) > 63 or not LABEL_NAME_RE.fullmatch(name):
         raise invalid(
             fieldname,
-            f"key {key!r}: the name must be 1-63 characters of letters, digits, '-', '_' or '.', "
+            f"key {short(key)}: the name must be 1-63 characters of letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit",
         )
     return key
@@ -144,11 +158,11 @@ def check_labels(value: Any) -> dict:
     for key, val in value.items():
         check_label_key("labels", key)
         if not isinstance(val, str):
-            raise invalid("labels", f"value of {key!r} must be a string")
-        if val and (len(val) > 63 or not LABEL_NAME_RE.match(val)):
+            raise invalid("labels", f"value of {short(key)} must be a string")
+        if val and (len(val) > 63 or not LABEL_NAME_RE.fullmatch(val)):
             raise invalid(
                 "labels",
-                f"value {val!r} of {key!r}: at most 63 letters, digits, '-', '_' or '.', "
+                f"value {short(val)} of {short(key)}: at most 63 letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit (or empty)",
             )
     return dict(value)
@@ -161,7 +175,7 @@ def check_annotations(value: Any) -> dict:
     for key, val in value.items():
         check_label_key("annotations", key)
         if not isinstance(val, str):
-            raise invalid("annotations", f"value of {key!r} must be a string")
+            raise invalid("annotations", f"value of {short(key)} must be a string")
         size += len(key.encode()) + len(val.encode())
     if size > MAX_ANNOTATIONS_BYTES:
         raise invalid("annotations", "keys and values together must stay under 256 KiB")
@@ -172,18 +186,18 @@ def check_env_vars(value: Any) -> dict:
     if not isinstance(value, dict):
         raise invalid("env_vars", 'must be an object such as {"HF_HOME": "/data/hf"}')
     for key, val in value.items():
-        if not isinstance(key, str) or not ENV_VAR_RE.match(key):
-            raise invalid("env_vars", f"{key!r} is not a variable name: use letters, digits and '_', not starting with a digit")
+        if not isinstance(key, str) or not ENV_VAR_RE.fullmatch(key):
+            raise invalid("env_vars", f"{short(key)} is not a variable name: use letters, digits and '_', not starting with a digit")
         if not isinstance(val, str):
-            raise invalid("env_vars", f"value of {key!r} must be a string")
+            raise invalid("env_vars", f"value of {short(key)} must be a string")
         if "\0" in val:
-            raise invalid("env_vars", f"value of {key!r} must not contain a NUL byte")
+            raise invalid("env_vars", f"value of {short(key)} must not contain a NUL byte")
     return dict(value)
 
 
 def check_gpu(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise invalid("gpu", f"must be a non-negative integer (number of GPUs), not {value!r}")
+        raise invalid("gpu", f"must be a non-negative integer (number of GPUs), not {short(value)}")
     if value > 64:
         raise invalid("gpu", f"{value} GPUs is more than any node has; use at most 64")
     return value
@@ -195,12 +209,19 @@ def check_index_urls(value: Any) -> list:
     urls = []
     for url in value:
         if not isinstance(url, str):
-            raise invalid("index_urls", f"{url!r} is not a string")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise invalid("index_urls", f"{redact_url(url)!r} is not an http(s) URL of a package index")
-        if any(c.isspace() for c in url):
-            raise invalid("index_urls", f"{redact_url(url)!r} contains white space")
+            raise invalid("index_urls", f"{short(url)} is not a string")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise invalid("index_urls", f"{short(redact_url(url))} contains white space or control characters")
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port  # both raise ValueError on a bad IPv6 host or port
+        except ValueError as e:
+            raise invalid("index_urls", f"{short(redact_url(url))} is not a valid URL ({e}); write e.g. "
+                                        "'https://mirror.example/simple'") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise invalid("index_urls", f"{short(redact_url(url))} is not an http(s) URL of a package index")
+        if port == 0 or (parts.netloc.rpartition("@")[2].endswith(":") and port is None):
+            raise invalid("index_urls", f"{short(redact_url(url))} has no usable port; use 1-65535 or leave it out")
         urls.append(url)
     return urls
 
@@ -208,11 +229,11 @@ def check_index_urls(value: Any) -> list:
 def check_python(value: Any, offered: Iterable[str]) -> str:
     """Accept `X.Y` or `X.Y.Z` when an offered interpreter matches it."""
     offered = list(offered)
-    short = sorted({".".join(v.split(".")[:2]) for v in offered}, key=_version_key)
-    if not isinstance(value, str) or not PYTHON_RE.match(value):
-        raise invalid("python", f"{value!r} is not a Python version; use one of {', '.join(short)}")
+    versions = sorted({".".join(v.split(".")[:2]) for v in offered}, key=_version_key)
+    if not isinstance(value, str) or not PYTHON_RE.fullmatch(value):
+        raise invalid("python", f"{short(value)} is not a Python version; use one of {', '.join(versions)}")
     if not any(v == value or v.startswith(value + ".") for v in offered):
-        raise invalid("python", f"{value} is not offered by this server; use one of {', '.join(short)} (see GET /envmgr/api/info)")
+        raise invalid("python", f"{value} is not offered by this server; use one of {', '.join(versions)} (see GET /envmgr/api/info)")
     return value
 
 
@@ -223,54 +244,145 @@ def _version_key(v: str):
 def check_choice(fieldname: str, value: Any, choices: Iterable[str], what: str) -> str:
     choices = list(choices)
     if value not in choices:
-        raise invalid(fieldname, f"{value!r} is not {what}; use one of {', '.join(map(str, choices)) or '(none)'}")
+        raise invalid(fieldname, f"{short(value)} is not {what}; use one of {', '.join(map(str, choices)) or '(none)'}")
     return value
 
 
 # ---------------------------------------------------------------- requirements
 
 
-def parse_requirements(text: str) -> list:
-    """Split requirements.txt text into classified logical lines, refusing what does not parse."""
-    lines: list = []
-    pending = ""
+#: pip's own rule: a comment starts at '#' at the line's start or after white space, and ends at the line's end.
+COMMENT_RE = re.compile(r"(?:\A|\s)#.*\Z", re.DOTALL)
+#: pip expands ${NAME} (upper case, digits, '_'); we expand it from the spec's env_vars.
+ENV_REF_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+#: A requirement that ends so is a file to install, whatever else it looks like (pip and uv agree).
+ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
+HASH_RE = re.compile(r"\A(?:sha256|sha384|sha512|sha224|sha1|md5):[0-9a-fA-F]+\Z")
+#: Short option names pip accepts in requirements files, as their long names (what policy lists).
+SHORT_OPTIONS = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint", "-e": "--editable",
+                 "-f": "--find-links"}
+#: Options that take an argument (pip's requirements-file options).
+VALUE_OPTIONS = {"--index-url", "--extra-index-url", "--requirement", "--constraint", "--editable",
+                 "--find-links", "--no-binary", "--only-binary", "--trusted-host", "--use-feature",
+                 "--config-settings", "--global-option", "--install-option", "--hash"}
+
+
+def logical_lines(text: str):
+    """(first line number, text) of each logical line, as pip reads them.
+
+    A comment is cut from its own physical line first, so a `\\` inside a comment continues
+    nothing: `# note \\` followed by `--index-url ...` is a comment and then an option line.
+    """
+    parts: list = []
     start = 0
     for lineno, raw in enumerate(text.splitlines(), 1):
-        if not pending:
+        if "\0" in raw:
+            raise invalid("packages", f"line {lineno} contains a NUL byte; remove it")
+        line = COMMENT_RE.sub("", raw)
+        if not parts:
             start = lineno
-        line = raw
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
+        if line.endswith("\\") and line == raw:
+            parts.append(line[:-1])
             continue
-        line = (pending + line)
-        pending = ""
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
-        if line:
-            lines.append(_classify(start, line))
-    if pending.strip():
-        lines.append(_classify(start, pending.strip()))
-    return lines
+        parts.append(line)
+        joined, parts = "".join(parts).strip(), []
+        if joined:
+            yield start, joined
+    if parts and "".join(parts).strip():
+        yield start, "".join(parts).strip()
 
 
-EDITABLE_RE = re.compile(r"^(-e|--editable)(\s+|=)(?P<target>\S.*)$")
+def expand_variables(lineno: int, line: str, variables: dict) -> str:
+    def value(m):
+        if m[1] not in variables:
+            raise invalid("packages", f"line {lineno}: ${{{m[1]}}} is not set; define {m[1]} in env_vars or write "
+                                      "the value itself")
+        return variables[m[1]]
+
+    line = ENV_REF_RE.sub(value, line)
+    if "${" in line:  # what we did not expand, uv must not expand from the build's environment either
+        raise invalid("packages", f"line {lineno}: only ${{NAME}} references with upper-case letters, digits and '_' "
+                                  "are expanded (from env_vars); write the value itself")
+    return line
+
+
+def parse_requirements(text: str, variables: Optional[dict] = None) -> list:
+    """Split requirements.txt text into classified logical lines, refusing what does not parse."""
+    return [_classify(lineno, expand_variables(lineno, line, variables or {}))
+            for lineno, line in logical_lines(text)]
+
+
+def normalized_requirements(lines: list) -> str:
+    """The text uv gets: the judged lines, one per line, nothing else."""
+    return "".join(line.text + "\n" for line in lines)
+
+
+def _split_option(tokens: list) -> tuple:
+    """(long option name, its argument or "", tokens left) of `--opt=v`, `--opt v`, `-o v`, `-ov`."""
+    first = tokens[0]
+    if first.startswith("--"):
+        name, eq, value = first.partition("=")
+    else:
+        name, value = first[:2], first[2:]
+        eq = "=" if value else ""
+        if value.startswith("="):
+            value = value[1:]
+    name = SHORT_OPTIONS.get(name, name)
+    rest = tokens[1:]
+    if name in VALUE_OPTIONS and not eq:
+        if not rest:
+            raise invalid("packages", f"{name} needs a value")
+        value, rest = rest[0], rest[1:]
+    return name, value, rest
 
 
 def _classify(lineno: int, line: str) -> RequirementLine:
-    m = EDITABLE_RE.match(line)
-    if m and m["target"].startswith(("/", ".", "~", "file:")):
-        return RequirementLine(lineno, line, "path", target=m["target"])
-    if line.startswith("-"):
-        return RequirementLine(lineno, line, "option")
-    if line.startswith((".", "/", "~")) or line.startswith("file:") or "://" in line.split("@")[0]:
-        return RequirementLine(lineno, line, "path" if not re.match(r"^[a-z+]+://", line) or line.startswith("file:") else "url")
+    tokens = line.split()
+    line = " ".join(tokens)  # one line whatever an expanded variable held
+    # pip's break_args_options: the requirement is everything before the first token starting with '-'.
+    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    args, opts = tokens[:cut], tokens[cut:]
+    if not args:
+        try:
+            name, value, rest = _split_option(opts)
+        except EnvmgrError as e:
+            raise invalid("packages", f"line {lineno}: {e.message.partition(': ')[2]}") from None
+        text = f"{name} {value}".strip() if not rest else line
+        if name == "--editable" and value.startswith(("/", ".", "~", "file:")):
+            return RequirementLine(lineno, text, "path", target=value, option=name)
+        if name == "--editable" and "://" in value:  # -e git+https://...: a direct URL, judged as one
+            return RequirementLine(lineno, text, "url", target=value, option=name)
+        return RequirementLine(lineno, text, "option", target=value, option=name)
+    req_text = " ".join(args)
+    hashes, other = [], ""
+    while opts:
+        try:
+            name, value, opts = _split_option(opts)
+        except EnvmgrError as e:
+            raise invalid("packages", f"line {lineno}: {e.message.partition(': ')[2]}") from None
+        if name != "--hash":
+            other = other or name
+            continue
+        if not HASH_RE.fullmatch(value):
+            raise invalid("packages", f"line {lineno}: --hash={value} is not a hash; write --hash=sha256:<hex digest>")
+        hashes.append(value.lower())
+    text = req_text + "".join(f" --hash={h}" for h in hashes)
+    if other:
+        return RequirementLine(lineno, line, "option", target=req_text, option=other)
+    if req_text.startswith((".", "/", "~", "file:")) or req_text.lower().endswith(ARCHIVES):
+        return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
+    if "://" in req_text.split("@")[0]:
+        return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)
     try:
-        req = Requirement(line)
+        req = Requirement(req_text)
     except InvalidRequirement as e:
-        raise invalid("packages", f"line {lineno}: {line!r} is not a requirement ({e}); write e.g. 'numpy>=2' or 'pandas==2.2.*'")
+        why = str(e).splitlines()[0] if str(e) else "not PEP 508"  # packaging adds the line and a caret below
+        raise invalid("packages", f"line {lineno}: {short(req_text)} is not a requirement ({why}); write e.g. 'numpy>=2' or "
+                                  "'pandas==2.2.*'") from None
     if req.url:
         kind = "path" if req.url.startswith("file:") else "url"
-        return RequirementLine(lineno, line, kind, req)
-    return RequirementLine(lineno, line, "requirement", req)
+        return RequirementLine(lineno, text, kind, req, hashes=hashes)
+    return RequirementLine(lineno, text, "requirement", req, hashes=hashes)
 
 
 def requirement_names(text: str) -> set:
@@ -284,9 +396,12 @@ def requirement_names(text: str) -> set:
 
 def redact_url(url: str) -> str:
     """Hide credentials: https://user:pw@host/simple → https://***@host/simple."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+    except ValueError:
+        return url.rpartition("@")[2] if "@" in url else url
     netloc = "***@" + parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=netloc).geturl()
 
@@ -295,7 +410,10 @@ def secrets_in(urls: Iterable[str]) -> list:
     """The userinfo parts of URLs, to scrub from logs and exports."""
     found = []
     for url in urls:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
         if "@" in parts.netloc:
             found.append(parts.netloc.rpartition("@")[0])
     return [s for s in found if s]
@@ -315,7 +433,8 @@ def _refuse_unknown(body: dict, allowed: set) -> None:
     if unknown:
         raise EnvmgrError(
             400, "unknown_field",
-            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}",
+            str(unknown[0]) if len(unknown) == 1 else "",
         )
 
 
@@ -357,7 +476,7 @@ def _check_field(key: str, value: Any, offer: Offer, manager: str) -> Any:
 
 def _check_manager_offered(value: str, offer: Offer) -> str:
     if value not in offer.managers:
-        raise invalid("manager", f"{value!r} environments cannot be built by this server right now; use one of {', '.join(offer.managers)}")
+        raise invalid("manager", f"{short(value)} environments cannot be built by this server right now; use one of {', '.join(offer.managers)}")
     return value
 
 
@@ -381,7 +500,7 @@ def parse_create(body: Any, offer: Offer, default_python, namespace: Optional[st
     _refuse_unknown(body, CREATE_FIELDS)
     values = {k: body[k] for k in CREATE_FIELDS if k in body and body[k] is not None}
     if namespace is not None and values.setdefault("namespace", namespace) != namespace:
-        raise invalid("namespace", f"the body says {values['namespace']!r} but ?namespace= says {namespace!r}")
+        raise invalid("namespace", f"the body says {short(values['namespace'])} but ?namespace= says {short(namespace)}")
     manager = values.get("manager", "pip")
     for key in ("name",) + tuple(sorted(values)):
         if key == "name" or key in values:

@@ -1,12 +1,13 @@
-"""Records on shared storage: one env.json per environment, revisions beside it.
+"""Files on shared storage: atomic writes, the exclusive claim of a name, a bounded record lock, delete into trash.
 
-Layout (DESIGN.md): <root>/envs/<namespace>/<name>/{env.json, rev-N/, current -> rev-N, logs/rev-N.log, builds/rev-N/}.
-Writes are atomic (temp + fsync + rename); a name is claimed by renaming a fully written
-staging directory into place, so two servers on one root can never both create it.
+Writes are atomic (temp + fsync + rename); a name is claimed by renaming a fully written staging
+directory into place, so two servers on one root can never both create it. Everything here blocks:
+`records.py` calls it from worker threads, never from the event loop.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -16,9 +17,13 @@ import time
 import uuid
 from typing import Callable, Iterator, Optional
 
-from .errors import conflict, not_found
+from .errors import EnvmgrError, conflict, not_found
+from .layout import RECORD, Layout
+from .lifecycle import Status
+from .spec import NAME_RE
 
-RECORD = "env.json"
+#: How long a change waits for another thread or server holding the record lock.
+LOCK_TIMEOUT = 5.0
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
@@ -28,11 +33,11 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -57,48 +62,47 @@ def atomic_symlink(target: str, link: str) -> None:
     fsync_dir(os.path.dirname(link))
 
 
-class Store:
-    def __init__(self, root: str):
-        self.root = os.path.abspath(root)
+def storage_error(e: OSError, root: str) -> Optional[EnvmgrError]:
+    """The API's answer to a storage fault: 507 when full, 503 when read-only or not permitted."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return EnvmgrError(507, "no_space", f"the storage root {root} is full ({e.strerror}); free space or delete "
+                                            "environments (jupyter envmgr gc frees old revisions), then retry")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return EnvmgrError(503, "storage_unavailable", f"the storage root {root} cannot be written ({e.strerror}); "
+                                                      "mount it read-write for this server's user, then retry")
+    if e.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN):
+        return EnvmgrError(503, "storage_unavailable", f"the storage root {root} is not reachable ({e.strerror}); "
+                                                      "check the volume's mount, then retry")
+    return None
 
-    # ------------------------------------------------------------ paths
 
-    def envs_dir(self, namespace: str) -> str:
-        return os.path.join(self.root, "envs", namespace)
+class Damaged(Exception):
+    """An entry of a namespace whose record cannot be read; `problem` says what is wrong."""
 
-    def env_dir(self, namespace: str, name: str) -> str:
-        return os.path.join(self.envs_dir(namespace), name)
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
 
-    def record_path(self, namespace: str, name: str) -> str:
-        return os.path.join(self.env_dir(namespace, name), RECORD)
 
-    def prefix(self, namespace: str, name: str, revision: int) -> str:
-        return os.path.join(self.env_dir(namespace, name), f"rev-{revision:04d}")
+def secret_mode(has_secrets: bool) -> int:
+    """Files that hold index credentials are readable by their owner only."""
+    return 0o600 if has_secrets else 0o644
 
-    def current_link(self, namespace: str, name: str) -> str:
-        return os.path.join(self.env_dir(namespace, name), "current")
 
-    def log_path(self, namespace: str, name: str, revision: int) -> str:
-        return os.path.join(self.env_dir(namespace, name), "logs", f"rev-{revision:04d}.log")
+class Store(Layout):
+    """Blocking file operations on the root; paths come from `Layout`."""
 
-    def build_dir(self, namespace: str, name: str, revision: int) -> str:
-        return os.path.join(self.env_dir(namespace, name), "builds", f"rev-{revision:04d}")
-
-    def resources_dir(self, namespace: str, name: str) -> str:
-        return os.path.join(self.env_dir(namespace, name), "resources")
-
-    @property
-    def cache_dir(self) -> str:
-        return os.path.join(self.root, "cache")
-
-    # ------------------------------------------------------------ records
+    def __init__(self, root: str, lock_timeout: float = LOCK_TIMEOUT):
+        super().__init__(root)
+        self.lock_timeout = lock_timeout
 
     def ensure_layout(self, namespaces) -> None:
         for ns in namespaces:
             os.makedirs(self.envs_dir(ns), exist_ok=True)
         os.makedirs(self.cache_dir, exist_ok=True)
+        os.makedirs(self.trash_dir, exist_ok=True)
 
-    def create(self, namespace: str, name: str, record: dict) -> None:
+    def create(self, namespace: str, name: str, record: dict, mode: int = 0o644) -> None:
         """Claim `name` with a complete record, or raise 409 if anybody has it."""
         parent = self.envs_dir(namespace)
         os.makedirs(parent, exist_ok=True)
@@ -106,7 +110,7 @@ class Store:
         try:
             for sub in ("logs", "builds", "resources"):
                 os.mkdir(os.path.join(staging, sub))
-            atomic_write(os.path.join(staging, RECORD), _dumps(record))
+            atomic_write(os.path.join(staging, RECORD), _dumps(record), mode)
             try:
                 os.rename(staging, self.env_dir(namespace, name))
             except OSError as e:
@@ -119,24 +123,53 @@ class Store:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def read(self, namespace: str, name: str) -> dict:
+        """The record; 404 when there is no such environment, `Damaged` when its entry is broken."""
         try:
             with open(self.record_path(namespace, name), "rb") as f:
-                return json.loads(f.read())
+                data = f.read()
         except FileNotFoundError:
+            if os.path.isdir(self.env_dir(namespace, name)):
+                raise Damaged(f"its directory has no {RECORD}") from None
             raise not_found(name, namespace) from None
+        except NotADirectoryError:
+            raise not_found(name, namespace) from None
+        try:
+            record = json.loads(data)
+        except (ValueError, RecursionError):
+            raise Damaged(f"its {RECORD} is not valid JSON ({len(data)} bytes, truncated or overwritten)") from None
+        if not isinstance(record, dict) or not isinstance(record.get("revisions", []), list):
+            raise Damaged(f"its {RECORD} does not hold a record (a JSON object)")
+        return record
+
+    def checked(self, namespace: str, record: dict) -> dict:
+        """The record as the API shows it: failed, saying so, when its serving revision's files are gone."""
+        ready = record.get("ready_revision")
+        if not isinstance(ready, int) or os.path.isdir(self.prefix(namespace, record["name"], ready)):
+            return record
+        return dict(record, status=Status.FAILED.value, damaged=True, message=(
+            f"damaged storage entry: revision {ready} is missing its files (rev-{ready:04d}); "
+            'rebuild it (POST .../actions {"action": "rebuild"}) or delete it'))
 
     def exists(self, namespace: str, name: str) -> bool:
-        return os.path.exists(self.record_path(namespace, name))
+        return os.path.isdir(self.env_dir(namespace, name))
+
+    def names(self, namespace: str) -> list:
+        """Entries of a namespace that can be environments (valid names, directories)."""
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(e.name for e in os.scandir(self.envs_dir(namespace))
+                          if NAME_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
+        return []
 
     def list(self, namespace: str) -> list:
-        directory = self.envs_dir(namespace)
+        """Every record of a namespace; damaged entries as failed placeholders (never hidden, never fatal)."""
         records = []
-        with contextlib.suppress(FileNotFoundError):
-            for name in sorted(os.listdir(directory)):
-                if name.startswith("."):
-                    continue
-                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-                    records.append(self.read(namespace, name))
+        for name in self.names(namespace):
+            try:
+                records.append(self.read(namespace, name))
+            except Damaged as e:
+                records.append(damaged_record(namespace, name, e.problem))
+            except EnvmgrError:  # removed meanwhile
+                continue
         return records
 
     def namespaces_on_disk(self) -> list:
@@ -146,35 +179,67 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self, namespace: str, name: str) -> Iterator[None]:
-        """An exclusive lock on one environment, held across servers sharing the root (flock)."""
-        path = os.path.join(self.env_dir(namespace, name), "logs", ".lock")
+        """An exclusive lock on one environment across threads and servers (flock), waited for a bounded time.
+
+        The lock file lives in logs/, which only a claimed environment has: a lock never creates
+        the directory of a deleted environment again.
+        """
         try:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        except FileNotFoundError:
+            fd = os.open(self.lock_path(namespace, name), os.O_CREAT | os.O_RDWR, 0o644)
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.isdir(self.env_dir(namespace, name)):
+                raise Damaged("its logs/ directory is missing") from None
             raise not_found(name, namespace) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise EnvmgrError(503, "busy", f"{name!r} is being changed by another request or server "
+                                                       f"(its lock was held for {self.lock_timeout:.0f}s); retry in a moment") from None
+                    time.sleep(0.01)
             yield
         finally:
             os.close(fd)
 
-    def update(self, namespace: str, name: str, change: Callable[[dict], Optional[dict]]) -> dict:
-        """Read-modify-write a record under its lock; `change` edits the dict in place."""
+    def update(self, namespace: str, name: str, change: Callable[[dict], dict], mode: Callable[[dict], int] = lambda r: 0o644) -> dict:
+        """Read-modify-write a record under its lock; `change` returns the new record."""
         with self.locked(namespace, name):
-            record = self.read(namespace, name)
-            change(record)
-            atomic_write(self.record_path(namespace, name), _dumps(record))
+            record = change(self.read(namespace, name))
+            atomic_write(self.record_path(namespace, name), _dumps(record), mode(record))
             return record
 
-    def remove(self, namespace: str, name: str) -> None:
-        """Remove an environment: rename it out of the way first so it vanishes from listings at once."""
-        path = self.env_dir(namespace, name)
-        trash = os.path.join(self.envs_dir(namespace), f".deleted-{name}-{uuid.uuid4().hex[:8]}")
+    def remove(self, namespace: str, name: str) -> str:
+        """Rename an environment into trash/ (it vanishes from listings at once); returns where it went.
+
+        Under the record lock, so no change of another thread or server lands in between; the files
+        are removed later, off the event loop (`empty_trash`).
+        """
+        with contextlib.suppress(Damaged):
+            with self.locked(namespace, name):
+                return self.to_trash(self.env_dir(namespace, name), f"{namespace}.{name}")
+        return self.to_trash(self.env_dir(namespace, name), f"{namespace}.{name}")  # no logs/: nothing can lock it
+
+    def to_trash(self, path: str, label: str) -> str:
+        os.makedirs(self.trash_dir, exist_ok=True)
+        target = os.path.join(self.trash_dir, f"{label}-{uuid.uuid4().hex[:8]}")
         try:
-            os.rename(path, trash)
+            os.rename(path, target)
         except FileNotFoundError:
-            raise not_found(name, namespace) from None
-        shutil.rmtree(trash, ignore_errors=True)
+            raise EnvmgrError(404, "not_found", f"{path} is gone") from None
+        return target
+
+    def empty_trash(self) -> int:
+        """Remove what deletes and prunes renamed away; returns the number of entries removed."""
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.trash_dir):
+                (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.unlink)(entry.path)
+                removed += 1
+        return removed
 
     def sweep(self, namespace: str, min_age: float = 600) -> None:
         """Finish what a crash interrupted: half-created staging dirs and half-removed envs.
@@ -185,8 +250,19 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.listdir(directory):
                 path = os.path.join(directory, entry)
-                if entry.startswith((".staging-", ".deleted-")) and time.time() - os.path.getmtime(path) > min_age:
+                if entry.startswith(".staging-") and time.time() - os.path.getmtime(path) > min_age:
                     shutil.rmtree(path, ignore_errors=True)
+
+
+def damaged_record(namespace: str, name: str, problem: str) -> dict:
+    """What the API shows of an entry whose record cannot be read: failed, saying what is damaged."""
+    return {
+        "name": name, "namespace": namespace, "manager": None, "python": None, "packages": "", "index_urls": [],
+        "description": "", "labels": {}, "annotations": {}, "env_vars": {}, "gpu": 0, "storage": None,
+        "status": Status.FAILED.value, "progress": 0.0, "revision": None, "ready_revision": None, "created": None,
+        "updated": None, "owner": None, "kernel_name": None, "prefix": None, "damaged": True,
+        "message": f"damaged storage entry: {problem}; delete it (DELETE .../environments/{name}) and create it again",
+    }
 
 
 def _dumps(record: dict) -> str:

@@ -91,3 +91,14 @@ def servers(tmp_path, uv_cache_dir):
     yield start
     for server in started:
         server.stop()
+
+
+#: Fixtures that start a jupyter server, a build or a browser: a test using one is in the slow tier.
+SLOW_FIXTURES = {"api", "servers", "jp_serverapp", "jp_fetch", "lab", "page", "browser", "conda_channel", "standin"}
+
+
+def pytest_collection_modifyitems(items):
+    """`pytest -m "not slow"` is the fast tier (unit tests, < 1 min); the README's command runs everything."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -22,6 +22,7 @@ def server(servers):
     return servers("cli")
 
 
+@pytest.mark.slow
 def test_cli_round_trip(server, local_index, tmp_path):
     made = envmgr(server, "create", "cli-env", "envmgr-demo-pkg==1.0", "--index-url", local_index.url,
                   "--label", "team=data", "--env", "MY_VAR=1", "--wait")
@@ -58,6 +59,7 @@ def test_cli_round_trip(server, local_index, tmp_path):
     assert "cli-env" not in envmgr(server, "list").stdout
 
 
+@pytest.mark.slow
 def test_cli_errors_are_the_servers_message(server):
     bad = envmgr(server, "create", "Bad_Name")
     assert bad.returncode == 1
@@ -71,3 +73,42 @@ def test_cli_errors_are_the_servers_message(server):
     assert wrong_token.returncode == 1 and "error:" in wrong_token.stderr
     failed = envmgr(server, "create", "will-fail", "envmgr-no-such-package-at-all", "--wait")
     assert failed.returncode == 1 and "will-fail is failed" in failed.stderr
+
+
+def test_options_and_packages_in_any_order():
+    from jupyter_envmgr import cli
+
+    parser = cli.build_parser()
+    for argv in (["create", "n", "--wait", "six"], ["create", "n", "six", "--wait"], ["create", "--wait", "n", "six"]):
+        args = cli.parse_args(parser, argv)
+        assert args.packages == ["six"] and args.wait and args.name == "n", argv
+    args = cli.parse_args(parser, ["update", "n", "six", "--python", "3.12", "numpy>=2", "--label", "a=b"])
+    assert args.packages == ["six", "numpy>=2"] and args.python == "3.12" and args.label == ["a=b"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(parser, ["create", "n", "--bogus"])
+
+
+def test_environment_yaml_implies_conda_unless_manager_says_otherwise(tmp_path):
+    from jupyter_envmgr import cli
+
+    parser = cli.build_parser()
+    yml = tmp_path / "environment.yml"
+    yml.write_text("channels:\n  - conda-forge\ndependencies:\n  - numpy\n")
+    spec = cli.spec_from_args(cli.parse_args(parser, ["create", "n", "-r", str(yml)]), creating=True)
+    assert spec["manager"] == "conda" and spec["packages"].startswith("channels:")
+    spec = cli.spec_from_args(cli.parse_args(parser, ["create", "n", "-r", str(yml), "--manager", "pip"]), creating=True)
+    assert spec["manager"] == "pip"
+    text = tmp_path / "deps.txt"
+    text.write_text("dependencies:\n  - numpy\n")  # YAML by its content, whatever the file is called
+    assert cli.spec_from_args(cli.parse_args(parser, ["create", "n", "-r", str(text)]), creating=True)["manager"] == "conda"
+    plain = tmp_path / "requirements.txt"
+    plain.write_text("six\n")
+    assert "manager" not in cli.spec_from_args(cli.parse_args(parser, ["create", "n", "-r", str(plain)]), creating=True)
+
+
+@pytest.mark.slow
+def test_cli_takes_packages_after_options(server, local_index):
+    made = envmgr(server, "create", "order-env", "--wait", "--index-url", local_index.url, "envmgr-demo-pkg==1.0")
+    assert made.returncode == 0, made.stderr
+    assert "ready, kernel envmgr-order-env" in made.stdout
+    assert json.loads(envmgr(server, "show", "order-env").stdout)["packages"] == "envmgr-demo-pkg==1.0\n"

@@ -29,7 +29,7 @@ async def test_full_disk_fails_cleanly(api, envmgr_root):
     assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", "too-big", "rev-0001"))  # space given back
 
     filler = os.path.join(envmgr_root, "filler")
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -32,10 +32,12 @@ async def test_create_warm_run_update_rollback_delete(api, local_index, envmgr_r
     # The kernel is in this server's kernel picker and runs code in the environment.
     specs = json.loads((await api.fetch("api", "kernelspecs", method="GET")).body)["kernelspecs"]
     spec = specs["envmgr-team-env"]["spec"]
-    assert spec["argv"][0] == os.path.join(record["prefix"], "bin", "python")
+    rev1 = os.path.join(envmgr_root, "envs", "default", "team-env", "rev-0001")
+    assert spec["argv"][0] == os.path.join(rev1, "bin", "python")  # the serving revision, not `current`
+    assert spec["env"]["JUPYTER_ENVMGR_REVISION"] == "1"
     assert spec["metadata"]["envmgr"] == {"name": "team-env", "namespace": "default", "revision": 1, "root": envmgr_root}
     out = await api.run("envmgr-team-env", "import envmgr_demo_pkg, os, sys; print(envmgr_demo_pkg.__version__, os.environ['ENVMGR_TEST_VAR'], sys.prefix)")
-    assert out.split() == ["1.0", "hello", record["prefix"]]
+    assert out.split() == ["1.0", "hello", rev1]
 
     packages = (await api.ok("GET", "environments/team-env/packages"))["packages"]
     assert {"name": "envmgr-demo-pkg", "version": "1.0"} in packages

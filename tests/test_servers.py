@@ -23,26 +23,26 @@ def wait_status(client, name, predicate, timeout=120):
 
 
 def test_sigkill_mid_build_then_restart_reattaches(servers, local_index):
-    first = servers("first")
+    first = servers("first", lease_seconds=3.0)
     first.client.create({"name": "survivor", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]})
     wait_status(first.client, "survivor", lambda r: r["status"] == "warming")
     first.kill()  # the runner lives in its own session and keeps building
-    second = servers("second")
+    second = servers("second", lease_seconds=3.0)  # takes the build over once first's lease expired
     record = second.client.wait("survivor", timeout=120)
     assert record["status"] == "ready", record
     assert "envmgr-survivor" in second.client.request("GET", "api/kernelspecs")["kernelspecs"]
 
 
 def test_build_dead_with_the_server_is_failed_not_stuck(servers, local_index):
-    first = servers("first")
+    first = servers("first", lease_seconds=3.0)
     first.client.create({"name": "orphan", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]})
     record = wait_status(first.client, "orphan", lambda r: r["status"] == "warming")
     first.kill()
     with open(os.path.join(servers.root, "envs", "default", "orphan", "env.json")) as f:
         pid = json.load(f)["revisions"][0]["handle"]["pid"]
     os.killpg(pid, signal.SIGKILL)  # the build dies too, as in a machine restart
-    second = servers("second")
-    record = second.client.get("orphan")
+    second = servers("second", lease_seconds=3.0)
+    record = wait_status(second.client, "orphan", lambda r: r["status"] != "warming")
     assert record["status"] == "failed" and "left no result" in record["message"]
     # And it can be rebuilt.
     second.client.update("orphan", {"packages": "envmgr-demo-pkg\n"})
@@ -87,7 +87,7 @@ def test_other_jupyter_tools_find_the_kernels(servers, local_index, tmp_path):
     assert "envmgr-tooling" in json.loads(listed.stdout)["kernelspecs"]
     proc = nbconvert(tmp_path, "envmgr-tooling", env)
     assert proc.returncode == 0, proc.stderr
-    assert "envs/default/tooling/current" in proc.stdout
+    assert "envs/default/tooling/rev-0001" in proc.stdout  # kernels run the serving revision itself
 
     # Shared storage: one documented setting, JUPYTER_PATH=<root>/jupyter, for a machine that only mounts the root.
     bare = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "empty-data"))

@@ -23,6 +23,7 @@ class Build:
     timeout: float
     handle: Optional[dict] = None
     task: Optional[object] = None  # the manager's asyncio task following it
+    cluster: Optional[str] = None  # the record's cluster (Kubernetes: where the Job goes); None: the default
 
     @property
     def key(self) -> tuple:
@@ -62,6 +63,11 @@ class Builder(abc.ABC):
 
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
+
+    def clusters(self) -> list:
+        """Where environments are built and stored, for /info ([{"name", "namespaces"}]); empty: the one
+        local place, `local`, with the server's namespaces."""
+        return []
 
     def info(self) -> dict:
         return {}

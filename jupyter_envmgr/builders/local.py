@@ -36,6 +36,16 @@ def runner_alive(handle: dict, plan_path: str) -> bool:
     return plan_path.encode() in argv
 
 
+def kill_group(handle) -> None:
+    """SIGKILL the runner's process group (its pid: the runner leads its own session); gone is fine."""
+    pid = (handle or {}).get("pid")
+    if pid and (handle or {}).get("host") == socket.gethostname():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class LocalBuilder(Builder):
     kind = "local"
 
@@ -45,9 +55,8 @@ class LocalBuilder(Builder):
         self._children: dict = {}
 
     async def start(self, build: Build) -> dict:
-        clear_result(build)
-        os.makedirs(os.path.dirname(build.paths.log), exist_ok=True)
-        with open(build.paths.log, "ab") as errors:
+        await asyncio.to_thread(clear_result, build)
+        with open(build.paths.log, "ab") as errors:  # logs/ exists since the claim; never re-create a deleted env
             proc = await asyncio.create_subprocess_exec(
                 self.python, "-I", "-S", RUNNER, build.paths.plan,  # stdlib only: skip site for a fast start
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=errors,
@@ -63,15 +72,17 @@ class LocalBuilder(Builder):
             if proc is not None:
                 await proc.wait()
             else:  # re-attached after a restart: not our child, so watch /proc
-                while runner_alive(build.handle or {}, build.paths.plan):
+                while await asyncio.to_thread(runner_alive, build.handle or {}, build.paths.plan):
                     await asyncio.sleep(self.poll_interval)
         finally:
             self._children.pop(build.key, None)
-        return read_result(build, DIED)
+            kill_group(build.handle)  # whatever the runner left behind (it may have been SIGKILLed)
+        return await asyncio.to_thread(read_result, build, DIED)
 
     async def cancel(self, build: Build) -> None:
         pid = (build.handle or {}).get("pid")
-        if not pid or not runner_alive(build.handle, build.paths.plan):
+        if not pid or not await asyncio.to_thread(runner_alive, build.handle, build.paths.plan):
+            kill_group(build.handle)
             return
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             try:

@@ -71,7 +71,7 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
             "'prefix': sys.prefix, 'env': {k: os.environ.get(k) for k in ('ENVMGR_DEMO_HOME', 'ENVMGR_DEMO_FLAG', "
             "'ENVMGR_YAML_VAR', 'CONDA_PREFIX', 'PATH')}}))")
     out = json.loads(await api.run("envmgr-conda-env", code))
-    assert out["v"] == "1.0" and out["prefix"] == record["prefix"]
+    assert out["v"] == "1.0" and out["prefix"] == os.path.join(os.path.dirname(record["prefix"]), "rev-0001")
     env = out["env"]
     assert env["ENVMGR_DEMO_HOME"] == os.path.join(rev1, "share", "envmgr-demo")  # from activate.d
     # variables: → conda-meta/state → the kernel, literally ('$' is not expanded at kernel start)
@@ -140,8 +140,8 @@ async def test_unsatisfiable_create_fails_with_the_solver_explanation(api, envmg
                       "packages": env_yaml("envmgr-conda-demo>=99")})
     record = await api.wait(name)
     assert record["status"] == "failed" and record["ready_revision"] is None and record["kernel_name"] is None
-    assert "envmgr-conda-demo >=99" in record["message"] and "could not solve" in record["message"], record["message"]
-    assert "(exit 1)" in record["message"]  # a clean exit with the explanation, never a crash
+    assert "no conda package matches envmgr-conda-demo >=99" in record["message"], record["message"]
+    assert "\n" not in record["message"] and len(record["message"]) <= 300  # one line; the log has the rest
     log = await read_log(api, name)
     assert "could not solve the environment" in log and "envmgr-conda-demo" in log
     assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", name, "rev-0001"))
@@ -155,7 +155,6 @@ async def test_unsatisfiable_create_fails_with_the_solver_explanation(api, envmg
     (env_yaml("envmgr-conda-demo", pip=["--index-url http://127.0.0.1:9/simple"]), 403, ["pip sub-list", "option"]),
     (env_yaml("envmgr-conda-demo", pip=["not a requirement!!"]), 422, ["pip sub-list"]),
     ("dependencies:\n  - numpy\n  bad: [\n", 422, ["not valid YAML", "line"]),
-    ("dependencies:\n  - numpy\nplatforms: [linux-64]\n", 422, ["unknown key 'platforms'", "line 3"]),
     ("dependencies:\n  - numpy>>=2\n", 422, ["line 2", "numpy>>=2", "match spec"]),
     ("dependencies:\n  - python=3.12\n", 422, ["line 2", "python=3.12", "conflicts", "3.11"]),
     ("dependencies:\n  - {conda: [numpy]}\n", 422, ["pip:"]),
@@ -233,7 +232,7 @@ async def test_cancel_a_conda_build_mid_download(api, envmgr_root, conda_channel
 def record_pid(api, name):
     """The pid of the runner of the build, from the revision's handle in the stored record."""
     manager = api.serverapp.web_app.settings["envmgr_manager"]
-    raw = manager.get("default", name)
+    raw = manager.store.read("default", name)
     rev = next(r for r in raw["revisions"] if r["revision"] == raw["revision"])
     return (rev.get("handle") or {}).get("pid")
 

@@ -1,18 +1,18 @@
 """Spec → build recipe: the argv steps that turn an EnvSpec into a prefix, with no shell.
 
 One recipe, two executors: the plan written here is run by `runner.py`, either as a local
-subprocess or in a Kubernetes Job's container, and both produce the same prefix.
+subprocess or in a Kubernetes Job's container, and both produce the same prefix. What differs
+per manager lives in one module per manager (`pip.py`, `conda.py`), found through `RECIPES`.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from .spec import EnvSpec
-
-PIP_BASE_PACKAGES = ["ipykernel"]
+from ..spec import EnvSpec
 
 
 @dataclass
@@ -33,6 +33,9 @@ class Toolchain:
     uv_cache_dir: str
     python_install_dir: Optional[str] = None
     extra_env: dict = field(default_factory=dict)
+    #: The interpreter that runs build-side programs (`-m jupyter_envmgr.conda`) where the build runs:
+    #: this server's for local builds, the build image's on Kubernetes (c.EnvManagerApp.kubernetes_python).
+    python: str = sys.executable
 
 
 @dataclass
@@ -67,15 +70,6 @@ class BuildPaths:
         return os.path.join(self.build_dir, "activate.json")
 
 
-def pip_steps(spec: EnvSpec, paths: BuildPaths, tools: Toolchain, base_packages: list) -> list:
-    requirements = os.path.join(paths.build_dir, "requirements.txt")
-    return [
-        Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
-        Step("install", [tools.uv, "pip", "install", "--python", paths.python, "-r", requirements, *base_packages]),
-        Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
-    ]
-
-
 def init_step(spec: EnvSpec, paths: BuildPaths, timeout: float) -> list:
     if not spec.init_script.strip():
         return []
@@ -101,17 +95,17 @@ def uv_env(spec: EnvSpec, tools: Toolchain) -> dict:
     return env
 
 
-def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float) -> str:
+def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float, max_log_bytes: int = 0) -> str:
     """Write the inputs of a build (requirements, init script, plan) into its build dir."""
     os.makedirs(paths.build_dir, exist_ok=True)
-    if spec.manager == "pip":
-        _write(os.path.join(paths.build_dir, "requirements.txt"), spec.packages)
+    recipe(spec.manager).write_inputs(spec, paths)
     if spec.init_script.strip():
         _write(os.path.join(paths.build_dir, "init.py"), spec.init_script)
     plan = {
         "log": paths.log,
         "result": paths.result,
         "timeout": timeout,
+        "max_log_bytes": max_log_bytes,
         "env": env,
         "steps": [asdict(s) for s in steps],
     }
@@ -141,6 +135,16 @@ def read_env_file(path: str) -> dict:
     return values
 
 
+def recipe(manager: str):
+    """The module that knows `manager`'s recipe (validate, pinned_python, steps, write_inputs, installed)."""
+    from . import conda, pip
+
+    recipes = {"pip": pip, "conda": conda}
+    if manager not in recipes:
+        raise ValueError(f"no recipe for manager {manager!r}")
+    return recipes[manager]
+
+
 class RecipeBook:
     """Knows every manager's recipe: validates a spec's packages and turns it into steps + env."""
 
@@ -152,69 +156,21 @@ class RecipeBook:
         self.policy = policy  # checks the pip sub-list of an environment.yaml
         self.conda = conda  # conda.CondaSettings, or None when this server builds no conda environments
 
-    def _conda(self):
-        from . import conda
-
-        return conda, (self.conda or conda.CondaSettings())
-
     def validate(self, spec: EnvSpec) -> None:
-        """Manager-specific checks beyond spec.py and policy.py (pip text is checked by policy)."""
-        if spec.manager == "conda":
-            conda, settings = self._conda()
-            conda.check(spec, settings, self.policy, self.base_packages.get("conda", []))
+        """Manager-specific checks beyond spec.py and policy.py."""
+        recipe(spec.manager).validate(self, spec)
 
-    def pinned_python(self, manager: str, packages: str) -> Optional[str]:
-        """The X.Y an environment.yaml pins (`python=3.12`), for a conda request that names no python."""
-        if manager != "conda":
-            return None
-        import re
-
-        from .conda import parse_environment
-        from .errors import EnvmgrError
-
-        try:
-            deps = parse_environment(packages).specs
-        except EnvmgrError:
-            return None  # validation reports it
-        for dep in deps:
-            m = re.match(r"^(?:[\w.-]+::)?python\s*(?:==?|\s)\s*(\d+\.\d+)", dep.text.strip())
-            if m:
-                return m[1]
-        return None
+    def pinned_python(self, manager: str, packages: str, offered: Optional[list] = None,
+                      default: str = "") -> Optional[str]:
+        """The X.Y a request without `python` gets from the python its packages pin (offered ones only)."""
+        return recipe(manager).pinned_python(packages, list(offered or []), default)
 
     def steps(self, spec: EnvSpec, paths: BuildPaths, with_init: bool = True) -> tuple:
-        base = self.base_packages.get(spec.manager, [])
-        if spec.manager == "pip":
-            steps = pip_steps(spec, paths, self.tools, base)
-        elif spec.manager == "conda":
-            conda, settings = self._conda()
-            resolved = conda.check(spec, settings, self.policy, base)
-            steps = conda.steps(resolved, paths, settings, self.tools, spec.name)
-        else:
-            raise ValueError(f"no recipe for manager {spec.manager!r}")
+        steps = recipe(spec.manager).steps(self, spec, paths, self.base_packages.get(spec.manager, []))
         if with_init:
             steps += init_step(spec, paths, self.init_script_timeout)
         return steps, uv_env(spec, self.tools)
 
     async def installed(self, manager: str, prefix: str) -> list:
-        """What is really installed in a prefix: [{"name", "version"}], read by uv from the prefix itself."""
-        import asyncio
-
-        if manager == "conda":  # conda-meta records (with their channel) and what uv added ("pypi")
-            conda, settings = self._conda()
-            return await asyncio.to_thread(conda.installed, prefix, settings)
-
-        import uv  # the server's own uv: tools.uv is what build pods run, maybe not a path here
-
-        proc = await asyncio.create_subprocess_exec(
-            uv.find_uv_bin(), "pip", "list", "--format", "json", "--python", os.path.join(prefix, "bin", "python"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ, NO_COLOR="1"),
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        except asyncio.TimeoutError:
-            proc.kill()
-            raise
-        if proc.returncode != 0:
-            raise RuntimeError(f"uv pip list failed: {err.decode(errors='replace').strip()}")
-        return [{"name": p["name"], "version": p["version"]} for p in json.loads(out or b"[]")]
+        """What is really installed in a prefix: [{"name", "version"}], read from the prefix itself."""
+        return await recipe(manager).installed(self, prefix)
