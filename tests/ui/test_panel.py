@@ -198,8 +198,11 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     view.get_by_role("button", name="New notebook").click()
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Toolbar-kernelName")).to_contain_text(name, timeout=60000)
-    notebook.locator(".jp-Cell .cm-content").first.click()
+    expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
+    cell = notebook.locator(".jp-Cell .cm-content").first
+    cell.click()
     page.keyboard.type("import six; print(six.__name__)")
+    expect(cell).to_have_text("import six; print(six.__name__)")
     page.keyboard.press("Shift+Enter")
     expect(notebook.locator(".jp-OutputArea-output").first).to_have_text(re.compile(r"^\s*six\s*$"), timeout=120000)
 
