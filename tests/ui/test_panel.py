@@ -109,6 +109,8 @@ def view_of(page, name):
 
 def test_create_warm_use_edit_fail_delete(page, lab, shot):
     name, kernel = "ui-six", "envmgr-ui-six"
+    requests = []  # what the page asks the server for
+    page.on("request", lambda request: requests.append(request.url))
     panel = open_panel(page)
     assert round(panel.bounding_box()["width"]) == 250  # JupyterLab's default sidebar width
     expect(panel.get_by_text("No environments in default yet.")).to_be_visible()
@@ -163,8 +165,8 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     expect(view.locator(".jp-envmgr-log")).to_contain_text("init done")
     expect(view.locator(".jp-envmgr-progress")).to_have_count(0)
     # The log was followed by one streamed request, not re-downloaded.
-    log_requests = [line for line in lab.log_path.read_text().splitlines() if f"/environments/{name}/log" in line]
-    assert all("follow=1" in line for line in log_requests), log_requests
+    log_requests = [url for url in requests if f"/environments/{name}/log" in url]
+    assert log_requests and all("follow=1" in url for url in log_requests), log_requests
 
     # Every field the user entered is shown; the packages tell requested from dependencies.
     view.get_by_role("tab", name="Overview").click()
@@ -399,6 +401,13 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     expect(view.get_by_role("table", name="Revisions").locator('tr[data-revision="1"]')).to_contain_text("1 (serving)", timeout=60000)
     expect(view.get_by_role("button", name="Roll back to 2")).to_be_visible()
     shot(page, "view-rollback")
+
+    # Idle, a page following the event stream asks for no lists.
+    if streams_events(lab):
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.wait_for_timeout(5000)
+        assert [url for url in requests if "/envmgr/api/environments?" in url] == []
 
     assert call(lab, "DELETE", f"environments/{name}")[0] == 204
     expect(item).to_have_count(0, timeout=10000)
