@@ -32,7 +32,7 @@ from .policy import Policy
 from .progress import LogProgress
 from .records import Records, secrets_of
 from .spec import BUILD_INPUTS, EnvSpec, Offer, parse_create, parse_patch, redact_url, scrub
-from .store import Store, atomic_symlink
+from .store import Store, atomic_symlink, read_bytes
 
 INTERNAL_FIELDS = ("revisions", "damaged")
 
@@ -483,7 +483,7 @@ class EnvironmentManager:
         offset = 0
         while True:
             await asyncio.sleep(interval)
-            chunk = await self.records.run(_read_bytes, build.paths.log, offset)
+            chunk = await self.records.run(read_bytes, build.paths.log, offset)
             complete = chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             changed = False
@@ -719,17 +719,8 @@ def _one_line(text: str, limit: int = 300) -> str:
     return head + "…" + text[len(text) - (limit - len(head) - 1):]
 
 
-def _read_bytes(path: str, offset: int = 0) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
 def _read_text(path: str) -> str:
-    return _read_bytes(path).decode(errors="replace")
+    return read_bytes(path).decode(errors="replace")
 
 
 def _read_json(path: str) -> dict:
