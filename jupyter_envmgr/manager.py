@@ -499,31 +499,39 @@ class EnvironmentManager:
                         return
 
     async def _end(self, build: Build, result: dict) -> None:
-        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned."""
+        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned.
+
+        A ready revision's kernelspec is written before the record says ready, so whoever hears the
+        event finds the kernel in the picker.
+        """
         status = Status(result.get("status", Status.FAILED))
         ns, name, number = build.namespace, build.name, build.revision
+        kname = kernel_name(ns, name, self.settings.default_namespace)
+        record = await self.records.read_for_change(ns, name)
+        if not lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
+            return  # another server recorded the end first
         if status is Status.READY:
             message = "ready"
             await self.records.run(self._prepare_switch, build)
+            serving = lifecycle.finished(record, number, status, message, kname, now())
+            if serving.get("ready_revision") == number:
+                await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
+                await self._write_kernel(serving)
         else:
             message = "cancelled" if status is Status.CANCELLED else _one_line(result.get("message") or "the build failed")
-            record = await self.records.read_for_change(ns, name)
-            if lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
-                # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
-                await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
+            # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
+            await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
         try:
-            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message,
-                                              kernel_name(ns, name, self.settings.default_namespace), now())
+            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message, kname, now())
         except EnvmgrError as e:
-            if e.status == 404 or e.reason == "invalid_transition":
-                return  # deleted while it built, or another server recorded the end first
+            if e.status == 404:  # deleted while it built: its kernelspec goes too
+                await self.records.run(self.kernels.remove, ns, name)
+                return
+            if e.reason == "invalid_transition":
+                return  # another server recorded the end first
             raise
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
-        if status is not Status.READY:
-            return
-        if record.get("ready_revision") == number:
-            await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
-            await self._write_kernel(record)
+        if status is Status.READY and record.get("ready_revision") == number:
             self._background(self._prune(ns, name))
             if self.auditor is not None:
                 self._background(self._audit(build))
