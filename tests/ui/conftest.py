@@ -16,8 +16,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 import jupyter_envmgr
+
+# A busy CI machine (builds beside the browser) renders slower than a laptop: assertions wait up to 20 s.
+expect.set_options(timeout=20_000)
 
 CHROMIUM = os.environ.get("ENVMGR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
