@@ -3,9 +3,10 @@
 It registers a Node (capacity: cpu, memory, pods; no GPUs, so a GPU build stays unschedulable with the real
 scheduler's reason), watches the pods the scheduler binds to it, runs each container's command as a process
 with the image's PATH (an image is a name mapped to directories of this machine; an unknown image fails to
-"pull"), mounts nothing but checks each persistentVolumeClaim mount resolves to a hostPath PV at the same path,
-posts the pod's status as a kubelet does, kills the process group when the pod is deleted and then removes
-the pod, and serves `/containerLogs/...` over HTTPS on the Node's kubelet port for the API server's `pods/log`.
+"pull"), mounts nothing but checks each persistentVolumeClaim mount resolves to a hostPath PV at the same path
+(the ServiceAccount token's secret or projected volume is passed over: no program here reads it), posts the
+pod's status as a kubelet does, kills the process group when the pod is deleted and then removes the pod, and
+serves `/containerLogs/...` over HTTPS on the Node's kubelet port for the API server's `pods/log`.
 It does not enforce securityContext (the stand-in covers Pod Security admission).
 
 For the tests of the log follower it counts the log requests of each pod (`GET /stats`), and ends a
@@ -168,6 +169,8 @@ class Agent:
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
         for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount["name"], {})
+            if "secret" in volume or "projected" in volume:
+                continue  # the ServiceAccount token admission adds to a pod that does not opt out: not provided here
             claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
             if not claim:
                 return f"volume {mount['name']}: the test node only runs persistentVolumeClaim volumes"
