@@ -53,11 +53,12 @@ class KernelRegistry:
         self.dirs = [os.path.abspath(d) for d in dirs]
         self.default_namespace = default_namespace
         self.lib_dir = lib_dir
-        self.on_change: Optional[Callable[[], None]] = None  # called (blocking) after the specs on disk changed
+        #: Called (blocking, in the writer's thread) after specs changed on disk: with their names, or None for all.
+        self.on_change: Optional[Callable[[Optional[list]], None]] = None
 
-    def _changed(self) -> None:
+    def _changed(self, names: Optional[list]) -> None:
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(names)
 
     def install_magics(self) -> None:
         """Put the %envmgr magics where our kernels import them from (PYTHONPATH=lib_dir).
@@ -114,7 +115,7 @@ class KernelRegistry:
         spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
         for directory in self.dirs:
             self._write_one(directory, name, spec)
-        self._changed()
+        self._changed([name])
         return name
 
     def _write_one(self, directory: str, name: str, spec: str) -> None:
@@ -151,7 +152,7 @@ class KernelRegistry:
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(path, os.path.join(trash, "spec"))
                 shutil.rmtree(trash, ignore_errors=True)
-        self._changed()
+        self._changed([kname])
 
     def _ours(self, path: str) -> bool:
         """A kernelspec this root wrote (others' `envmgr-*` specs, from another root, are left alone)."""
@@ -194,7 +195,7 @@ class KernelRegistry:
                         shutil.rmtree(path, ignore_errors=True)
                     elif entry.startswith(PREFIX) and entry not in wanted and entry not in keep and self._ours(path):
                         shutil.rmtree(path, ignore_errors=True)
-        self._changed()
+        self._changed(None)
 
 
 class CachingKernelSpecManager(KernelSpecManager):
@@ -228,8 +229,12 @@ class CachingKernelSpecManager(KernelSpecManager):
                 foreign.append((name, _stat(os.path.join(model["resource_dir"], "kernel.json"))))
         return tuple(dirs), tuple(foreign)
 
-    def refresh(self) -> None:
-        """Blocking: re-read what changed on disk since the last refresh."""
+    def refresh(self, names: Optional[list] = None) -> None:
+        """Blocking: re-read what changed on disk since the last refresh; with `names`, only those of ours
+        (what the registry just wrote or removed: O(changed), not O(specs), after each build)."""
+        if names is not None and self.ours is not None and self._stamp is not None:
+            self._update(names)
+            return
         with self._lock:
             stamp_dirs = self._current_stamp({})[0]
             models = {}
@@ -251,6 +256,25 @@ class CachingKernelSpecManager(KernelSpecManager):
                 models[name] = (stat, self._model(name, spec.to_dict(), resource_dir))
             self._models = models
             self._stamp = (stamp_dirs, self._current_stamp(models)[1])
+
+    def _update(self, names: list) -> None:
+        with self._lock:
+            models = dict(self._models)
+            for name in names:
+                resource_dir = os.path.join(self.ours, name)
+                stat = _stat(os.path.join(resource_dir, "kernel.json"))
+                try:
+                    spec = self._get_kernel_spec_by_name(name, resource_dir) if stat else None
+                except Exception:  # removed meanwhile, or unreadable: the next full refresh decides
+                    spec = None
+                if spec is not None:
+                    models[name] = (stat, self._model(name, spec.to_dict(), resource_dir))
+                elif name in models and os.path.dirname(models[name][1]["resource_dir"]) == self.ours:
+                    del models[name]
+            self._models = models
+            # Our write moved the mtimes of the dirs it wrote into; specs of other tools keep their old stamp,
+            # so an edit of theirs still shows on the next request.
+            self._stamp = (self._current_stamp({})[0], self._stamp[1])
 
     def _model(self, name: str, spec: dict, resource_dir: str) -> dict:
         """The REST model of jupyter_server's kernelspecs handler, built once (its resources listed once)."""

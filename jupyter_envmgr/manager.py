@@ -560,6 +560,8 @@ class EnvironmentManager:
 
     def _follow_switches(self, namespace: str, name: str, record: Optional[dict]) -> None:
         """Another server switched a revision, changed env_vars or deleted: bring this server's kernelspecs along."""
+        if not self.started.is_set():
+            return  # the start's own resync writes every kernelspec once
         key = (namespace, name)
         if record is None:
             if self._kernel_revisions.pop(key, None) is not None:

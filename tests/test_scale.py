@@ -67,16 +67,19 @@ def test_kernelspecs_are_read_once_per_change(tmp_path):
     with open(os.path.join(ours, "envmgr-e3", "kernel.json.tmp"), "w") as f:
         json.dump({"argv": ["x", "{connection_file}"], "display_name": "env 3 v2", "language": "python"}, f)
     os.replace(os.path.join(ours, "envmgr-e3", "kernel.json.tmp"), os.path.join(ours, "envmgr-e3", "kernel.json"))
-    ksm.refresh()
+    ksm.refresh(["envmgr-e3"])
     assert ksm.get_all_specs()["envmgr-e3"]["spec"]["display_name"] == "env 3 v2" and CountingKSM.reads == 22
+    write_spec(ours, "envmgr-new", "new")  # a new one of ours: its dir's mtime moved, yet nothing else is re-read
+    ksm.refresh(["envmgr-new"])
+    assert ksm.get_all_specs()["envmgr-new"]["spec"]["display_name"] == "new" and CountingKSM.reads == 23
     # Another tool edits a foreign spec in place, installs one, removes one: each request sees it.
     time.sleep(0.01)
     write_spec(other, "julia", "Julia 1.11")
-    assert ksm.get_all_specs()["julia"]["spec"]["display_name"] == "Julia 1.11" and CountingKSM.reads == 23
+    assert ksm.get_all_specs()["julia"]["spec"]["display_name"] == "Julia 1.11" and CountingKSM.reads == 24
     write_spec(other, "ir", "R")
-    assert "ir" in ksm.get_all_specs() and CountingKSM.reads == 24
+    assert "ir" in ksm.get_all_specs() and CountingKSM.reads == 25
     shutil.rmtree(os.path.join(ours, "envmgr-e0"))
-    assert "envmgr-e0" not in ksm.get_all_specs() and CountingKSM.reads == 24
+    assert "envmgr-e0" not in ksm.get_all_specs() and CountingKSM.reads == 25
     with pytest.raises(NoSuchKernel):
         ksm.get_kernel_spec("envmgr-e0")
 
