@@ -149,6 +149,12 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         root is shared storage, set JUPYTER_PATH=<root>/jupyter for those tools instead.""",
     )
 
+    reuse_revisions = Bool(
+        True, config=True,
+        help="""A pip create or rebuild whose resolved lock equals a ready revision's (same namespace, python and
+        index URLs, no init script) becomes a hard-linked copy of that revision instead of an install.""",
+    )
+
     cache_kernelspecs = Bool(
         True, config=True,
         help="""Serve /api/kernelspecs from specs read once per change (jupyter_envmgr.kernels.CachingKernelSpecManager)
@@ -247,6 +253,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 lease_seconds=self.lease_seconds,
                 # Stable across a restart on the same host and port, so a server re-attaches to its own builds at once.
                 server_id=f"{socket.gethostname()}:{getattr(self.serverapp, 'port', 0)}",
+                reuse_revisions=self.reuse_revisions,
             ),
             log=self.log,
         )

@@ -101,3 +101,61 @@ async def test_the_server_lists_kernelspecs_from_its_cache(api, jp_fetch, jp_ser
     await api.ok("DELETE", f"environments/{name}", expect=(204,))
     listed = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
     assert f"envmgr-{name}" not in listed and "python3" in listed
+
+
+def site_packages(root: str, name: str, revision: int) -> str:
+    return glob.glob(os.path.join(root, "envs", "default", name, f"rev-{revision:04d}", "lib", "python*", "site-packages"))[0]
+
+
+async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local_index, envmgr_root):
+    body = {"packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url]}
+    first, second = unique("first"), unique("second")
+    await api.create({"name": first, **body})
+    assert (await api.wait(first))["status"] == "ready"
+    status, log = await api.call("GET", f"environments/{first}/log")
+    assert "==> reuse" not in log and "install" in log  # nothing to copy yet: installed
+
+    await api.create({"name": second, **body})
+    record = await api.wait(second)
+    assert record["status"] == "ready", record["message"]
+    status, log = await api.call("GET", f"environments/{second}/log")
+    assert f"==> reuse: the resolved lock equals that of envs/default/{first}/rev-0001" in log and "uv pip install" not in log
+    a, b = site_packages(envmgr_root, first, 1), site_packages(envmgr_root, second, 1)
+    assert os.stat(os.path.join(a, "envmgr_demo_pkg", "__init__.py")).st_ino == os.stat(os.path.join(b, "envmgr_demo_pkg", "__init__.py")).st_ino
+    prefix_a = os.path.join(envmgr_root, "envs", "default", first, "rev-0001")
+    prefix_b = os.path.join(envmgr_root, "envs", "default", second, "rev-0001")
+    for script in os.listdir(os.path.join(prefix_b, "bin")):  # nothing of B points into A
+        path = os.path.join(prefix_b, "bin", script)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                assert prefix_a.encode() not in f.read(), script
+    assert (await api.ok("GET", f"environments/{second}/export", format="requirements")).count("envmgr-demo-pkg==1.0") == 1
+    out = await api.run(f"envmgr-{second}", "import sys, envmgr_demo_pkg; print(sys.prefix, envmgr_demo_pkg.__version__)")
+    assert out.split() == [prefix_b, "1.0"]
+
+    # A rebuild with the same inputs and lock installs nothing: revision 2 is a copy of revision 1.
+    await api.ok("POST", f"environments/{second}/actions", {"action": "rebuild"}, expect=(202,))
+    record = await api.wait_for(second, lambda r: r["ready_revision"] == 2 and r["status"] == "ready")
+    status, log = await api.call("GET", f"environments/{second}/log", revision=2)
+    assert f"==> reuse: the resolved lock equals that of envs/default/{second}/rev-0001" in log
+
+    # Another lock installs as usual; its bytecode is shared with the revisions that compiled the same files.
+    await api.ok("PATCH", f"environments/{second}", {"packages": "envmgr-demo-pkg==2.0\n"}, expect=(202,))
+    record = await api.wait_for(second, lambda r: r["ready_revision"] == 3 and r["status"] == "ready")
+    status, log = await api.call("GET", f"environments/{second}/log", revision=3)
+    assert "==> reuse" not in log
+    old, new = site_packages(envmgr_root, second, 2), site_packages(envmgr_root, second, 3)
+    pyc = os.path.relpath(glob.glob(os.path.join(new, "ipykernel", "__pycache__", "kernelapp.*.pyc"))[0], new)
+    assert os.stat(os.path.join(new, pyc)).st_ino == os.stat(os.path.join(old, pyc)).st_ino
+    assert "2.0" in await api.run(f"envmgr-{second}", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)")
+
+    usage = await api.ok("GET", f"environments/{second}/usage")
+    assert set(usage) == {"revisions", "last_used", "running_kernels"} and usage["last_used"]
+    revs = {r["revision"]: r for r in usage["revisions"]}
+    assert sorted(revs) == [1, 2, 3]
+    for r in revs.values():
+        assert set(r) == {"revision", "bytes", "unique_bytes", "files"} and r["files"] > 100 and r["bytes"] > 0
+        assert r["unique_bytes"] < r["bytes"] / 5, r  # nearly every file is shared with the cache or another revision
+    assert revs[2]["files"] == revs[1]["files"] and revs[2]["bytes"] == revs[1]["bytes"]
+    status, body = await api.call("GET", "environments/no-such-env/usage")
+    assert status == 404 and body["reason"]
