@@ -532,6 +532,7 @@ class EnvironmentManager:
         with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: recording the end answers 404
             with open(os.path.join(build.paths.prefix, FILE), "a"):
                 pass
+            os.utime(os.path.join(build.paths.prefix, FILE), (0, 0))  # no kernel yet: last use "never" (usage)
         if not os.path.exists(build.paths.plan):
             return  # a hard-linked copy (no plan was written): its bytecode is shared already
         self._share_bytecode(build)
@@ -826,7 +827,7 @@ class EnvironmentManager:
         def measure():
             prefixes = {n: self.store.prefix(namespace, name, n) for n in numbers}
             present = {n: p for n, p in prefixes.items() if os.path.isdir(p)}
-            used = [t for t in (last_used(p) for p in present.values()) if t is not None]
+            used = [t for t in (last_used(p) for p in present.values()) if t]  # 0: made at the switch, never used
             return sharing.usage(present), (max(used) if used else None), sum(1 for p in present.values() if in_use(p))
         revisions, last, held = await self.records.run(measure)
         stamp = datetime.datetime.fromtimestamp(last, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if last else None

@@ -1,5 +1,6 @@
 """Team scale (issue 14): bytecode compiled at build, kernelspecs read once per change, hard-linked
 re-creates, shared files and their usage figures. Real servers, real uv builds, real kernels."""
+import asyncio
 import glob
 import json
 import os
@@ -159,3 +160,39 @@ async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local
     assert revs[2]["files"] == revs[1]["files"] and revs[2]["bytes"] == revs[1]["bytes"]
     status, body = await api.call("GET", "environments/no-such-env/usage")
     assert status == 404 and body["reason"]
+
+
+def disk(*paths) -> int:
+    """Blocks on disk under `paths`, each inode once (what `du -s a b c` says)."""
+    seen, total = set(), 0
+    for path in paths:
+        for dirpath, _, filenames in os.walk(path):
+            for name in filenames:
+                st = os.lstat(os.path.join(dirpath, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+    return total
+
+
+async def test_three_revisions_differing_in_one_small_package_take_little_more_than_one(api, local_index, envmgr_root):
+    name = unique("disk")
+    await api.create({"name": name, "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url]})
+    assert (await api.wait(name))["status"] == "ready"
+    for revision, packages in ((2, "envmgr-demo-pkg==2.0\n"), (3, "envmgr-demo-pkg==1.0\nenvmgr-extra-pkg\n")):
+        await api.ok("PATCH", f"environments/{name}", {"packages": packages}, expect=(202,))
+        record = await api.wait_for(name, lambda r, n=revision: r["ready_revision"] == n and r["status"] == "ready")
+    prefixes = [os.path.join(envmgr_root, "envs", "default", name, f"rev-{n:04d}") for n in (1, 2, 3)]
+    one, three = disk(prefixes[0]), disk(*prefixes)
+    assert three <= 1.2 * one, (one, three)
+    usage = await api.ok("GET", f"environments/{name}/usage")
+    revs = {r["revision"]: r for r in usage["revisions"]}
+    assert revs[1]["bytes"] == disk(prefixes[0]) and all(r["unique_bytes"] < 0.1 * r["bytes"] for r in revs.values()), revs
+    assert usage["running_kernels"] == 0 and usage["last_used"] is None and record["ready_revision"] == 3
+
+    # Deleting the environment renames it into trash/, which is emptied in the background.
+    await api.ok("DELETE", f"environments/{name}", expect=(204,))
+    deadline = time.monotonic() + 60
+    while os.listdir(os.path.join(envmgr_root, "trash")):
+        assert time.monotonic() < deadline, os.listdir(os.path.join(envmgr_root, "trash"))
+        await asyncio.sleep(0.1)
