@@ -200,9 +200,9 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         store = Store(root)
         kube = None
         if self.backend == "kubernetes":  # traits: KubernetesConfig (c.EnvManagerApp.kubernetes_*)
-            from .builders.kubernetes import builder_from_app
+            from .builders.kubernetes import builder_from_config
 
-            kube = builder_from_app(self)
+            kube = builder_from_config(self)
         found = kube.interpreters() if kube else self.interpreters()
         policy = Policy(
             allowed_index_urls=list(self.allowed_index_urls),

@@ -181,6 +181,8 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p.add_argument("--revision", type=int, default=1)
         p.add_argument("--gpu", type=int, default=0, help="GPUs the environment asks for")
         p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+        p.add_argument("--cluster", help="a cluster of c.EnvManagerApp.clusters (default: the first)")
+    add_elsewhere_and_request_commands(sub, in_kernel)
     return parser
 
 
@@ -231,10 +233,18 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
         return run_demo(package=args.package, keep=args.keep)
     if args.command == "gc":
         return collect_garbage(args)
+    if args.command in ("run", "pod-spec"):
+        return run_elsewhere(args)
     if args.command == "render-job":
-        from .builders.kubernetes import app_from_config, render_job_yaml
+        from .builders.kubernetes import render_job_yaml
 
-        sys.stdout.write(render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu))
+        try:
+            text = render_job_yaml(app_from_config(args.config), args.name, args.namespace, args.revision, args.gpu,
+                                   args.cluster)
+        except ValueError as e:  # an unknown cluster, a bad clusters entry
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
         return 0
     client = client or EnvmgrClient.discover(args.url, args.token, args.namespace)
     cmd = args.command
@@ -276,6 +286,8 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
                 f.write(text)
         else:
             sys.stdout.write(text)
+    elif cmd in REQUEST_COMMANDS:
+        run_request_command(client, args)
     elif cmd in ("import", "clone"):
         if cmd == "clone":
             record = client.action(args.name, "clone", name=args.new_name)
@@ -319,6 +331,100 @@ def collect_garbage(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------ use elsewhere (elsewhere.py) and requests
+
+REQUEST_COMMANDS = ("request", "requests", "approve", "reject", "withdraw")
+
+
+def add_elsewhere_and_request_commands(sub, in_kernel: bool) -> None:
+    p = sub.add_parser("request", help="ask for an environment in a namespace you may read but not write")
+    p.add_argument("name")
+    p.add_argument("--manager", choices=["pip", "conda"])
+    add_spec_options(p)
+    p = sub.add_parser("requests", help="list requests: yours, and all of the namespaces you may write")
+    p.add_argument("--status", help="status filter, e.g. requested or approved,rejected")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("approve", help="approve a request: its environment is created, owned by the requester").add_argument("id")
+    p = sub.add_parser("reject", help="reject a request, saying why")
+    p.add_argument("id")
+    p.add_argument("--message", "-m", required=True, help="why; the requester sees it")
+    sub.add_parser("withdraw", help="withdraw a request of yours").add_argument("id")
+    if in_kernel:  # `run` replaces its own process: never a kernel's
+        return
+    root_help = "the storage root (default: $JUPYTER_ENVMGR_ROOT, else <jupyter data dir>/envmgr)"
+    p = sub.add_parser("run", usage="jupyter envmgr [--namespace NS] run [--root ROOT] NAME -- CMD [ARG ...]", help="run a command in an environment as its kernels run (its interpreter first on PATH, "
+                                   "its variables, its serving revision); exits with the command's status")
+    p.add_argument("name")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    p.add_argument("--root", help=root_help)
+    p = sub.add_parser("pod-spec", usage="jupyter envmgr [--namespace NS] pod-spec [options] NAME [-- ARG ...]", help="print the Kubernetes pod-spec fragment that runs a program in an environment")
+    p.add_argument("name")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARG ...", help="the interpreter's arguments, e.g. -- train.py --epochs 3")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--cluster", help="the cluster whose claim to mount (default: the first)")
+    p.add_argument("--claim", help="the PersistentVolumeClaim of the root (default: the configured one)")
+    p.add_argument("--image", help="the container image (default: c.EnvManagerApp.kubernetes_image, the build image)")
+    p.add_argument("--config", help="a jupyter_server_config.py/.json to read (default: the Jupyter config path)")
+    p.add_argument("--job", metavar="JOB_NAME", help="print a whole batch/v1 Job of this name instead of the fragment")
+    p.add_argument("--json", action="store_true", help="JSON instead of YAML")
+
+
+def run_elsewhere(args) -> int:
+    """`run` and `pod-spec` read the root's files (where the storage is mounted), no server needed."""
+    from . import elsewhere
+    from .errors import EnvmgrError
+
+    root = os.path.abspath(args.root or app_from_config(getattr(args, "config", None)).root_dir)  # its default: default_root()
+    try:
+        use = elsewhere.serving(elsewhere.find(root, args.name, args.namespace))
+        if args.command == "run":
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not argv:
+                raise ClientError(0, "name the command to run after --, e.g. jupyter envmgr run NAME -- python train.py")
+            try:
+                elsewhere.exec_in(use, argv)
+            except OSError as e:  # the command does not exist or cannot run
+                print(f"error: cannot run {argv[0]!r} in {args.name}: {e.strerror}", file=sys.stderr)
+                return 127
+        config = app_from_config(args.config)
+        claim, mount = elsewhere.cluster_storage(config, args.cluster)
+        extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+        fragment = elsewhere.pod_fragment(use, args.claim or claim, args.image or config.kubernetes_image, mount, extra)
+        if args.job:
+            fragment = elsewhere.job(fragment, args.job, use["namespace"], config.kubernetes_run_as_user, config.kubernetes_run_as_group)
+    except EnvmgrError as e:
+        raise ClientError(0, e.message) from None
+    if args.json:
+        print(json.dumps(fragment, indent=2))
+    else:
+        sys.stdout.write(elsewhere.to_yaml(use, fragment, args.claim or claim))
+    return 0
+
+
+def run_request_command(client: EnvmgrClient, args) -> None:
+    cmd = args.command
+    if cmd == "request":
+        request = client.submit_request(spec_from_args(args, creating=True))
+        print(f"request {request['id']}: {request['name']} in {request['namespace']} is requested; "
+              f"`jupyter envmgr requests` shows when it is decided")
+    elif cmd == "requests":
+        requests = client.requests(args.status)
+        if args.json:
+            print(json.dumps(requests, indent=2))
+            return
+        rows = [("ID", "NAMESPACE", "NAME", "REQUESTER", "STATUS", "CREATED", "MESSAGE")]
+        rows += [(r["id"], r["namespace"], r["name"], r["requester"], r["status"], r["created"], r.get("message") or "")
+                 for r in requests]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    else:
+        action = {"approve": "approve", "reject": "reject", "withdraw": "withdraw"}[cmd]
+        request = client.request_action(args.id, action, getattr(args, "message", None))
+        detail = f"; environment {request['environment']} is building" if request["status"] == "approved" else ""
+        print(f"request {request['id']} ({request['name']}): {request['status']}{detail}")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Options and packages in any order: `create NAME --wait six` as well as `create NAME six --wait`."""
     args, extra = parser.parse_known_args(argv)
@@ -327,6 +433,25 @@ def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.packages = list(args.packages or []) + extra
     return args
+
+
+def app_from_config(config_file: Optional[str] = None):
+    """An EnvManagerApp carrying the Jupyter server's configuration (jupyter_server_config.py/.json on the
+    Jupyter config path, or `config_file`), without starting anything; for `jupyter envmgr render-job`."""
+    from jupyter_core.application import JupyterApp
+    from traitlets import Unicode
+
+    from .app import EnvManagerApp
+
+    class ServerConfig(JupyterApp):
+        name = "jupyter-server"
+        config_file_name = Unicode("jupyter_server_config")
+
+    loader = ServerConfig()
+    if config_file:
+        loader.config_file = os.path.abspath(config_file)
+    loader.load_config_file(suppress_errors=False)
+    return EnvManagerApp(config=loader.config)
 
 
 def main(argv=None) -> int:

@@ -190,6 +190,18 @@ class EnvmgrClient:
         return KernelSession(self, kernel_name, timeout)
 
 
+    # ------------------------------------------------------------ requests (env_requests.py)
+
+    def submit_request(self, spec: dict) -> dict:
+        return self._api("POST", "requests", spec)
+
+    def requests(self, status: Optional[str] = None) -> list:
+        return self._api("GET", "requests", status=status)["requests"]
+
+    def request_action(self, request_id: str, action: str, message: Optional[str] = None) -> dict:
+        body = {"action": action} if message is None else {"action": action, "message": message}
+        return self._api("POST", f"requests/{urllib.parse.quote(request_id, safe='')}/actions", body)
+
 class KernelSession:
     """A kernel started through the server's REST API and driven over its websocket.
 

@@ -54,7 +54,6 @@ class CondaSettings:
     solver: str = "rattler"
     pkgs_dir: str = ""
     repodata_dir: str = ""
-    python: str = sys.executable  # runs `python -m jupyter_envmgr.conda` steps
 
     def _config(self):
         import rattler
@@ -423,7 +422,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     from .recipes import Step
 
     data = write_input(resolved, paths, settings, env_name)
-    module = [settings.python, "-m", "jupyter_envmgr.conda"]
+    module = [tools.python, "-m", "jupyter_envmgr.conda"]  # the interpreter where the build runs
     # activate + lock come after the pip sub-list; without one they run in the install's own process.
     finish = ["compile", "activate", "lock"]
     if settings.solver == "rattler":

@@ -27,6 +27,7 @@ class Entry:
     key: Optional[tuple]
     record: dict
     text: str
+    serving: Optional[str]  # the serving revision's prefix, whose disappearance a scan notices
 
 
 class ChangeFeed:
@@ -79,7 +80,7 @@ class ChangeFeed:
         seen = self._seen.setdefault(namespace, {})
         text = json.dumps(self.view(record))
         previous = seen.get(name)
-        seen[name] = Entry(key, record, text)
+        seen[name] = Entry(key, record, text, self._serving(namespace, record))
         return previous is None or previous.text != text
 
     # ------------------------------------------------------------ producers
@@ -103,7 +104,7 @@ class ChangeFeed:
 
     async def _scan(self, namespace: str) -> None:
         seen = self._seen.setdefault(namespace, {})
-        known = {name: (entry.key, self._serving(namespace, entry.record)) for name, entry in seen.items()}
+        known = {name: (entry.key, entry.serving) for name, entry in seen.items()}
         changed, gone = await self.run(self._changes, namespace, known)
         for name in gone:
             if seen.pop(name, None) is not None:

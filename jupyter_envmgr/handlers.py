@@ -21,7 +21,7 @@ from .auth import scope
 from .errors import EnvmgrError, invalid, not_found
 from .manager import EnvironmentManager
 from .spec import NAME_RE, scrub
-from .store import storage_error
+from .store import read_bytes, storage_error
 
 RESOURCE = "envmgr"
 TEXT = "text/plain; charset=utf-8"
@@ -190,7 +190,7 @@ class LogHandler(EnvmgrHandler):
         if self.get_query_argument("follow", "0") in ("1", "true", "yes"):
             await self._follow(ns, name, revision, path, secrets)
         else:
-            text = await self.manager.records.run(_read_bytes, path)
+            text = await self.manager.records.run(read_bytes, path)
             self.finish(scrub(text.decode(errors="replace"), secrets), set_content_type=TEXT)
 
     def _revision(self, record: dict) -> int:
@@ -213,7 +213,7 @@ class LogHandler(EnvmgrHandler):
             except EnvmgrError:
                 record = None  # deleted: send what is left, then end
             active = bool(record) and record.get("revision") == revision and lifecycle.is_active(record.get("status"))
-            chunk = await records.run(_read_bytes, path, offset)
+            chunk = await records.run(read_bytes, path, offset)
             complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             if complete:
@@ -370,13 +370,56 @@ class AuditHandler(EnvmgrHandler):
         self.write_json(result)
 
 
-def _read_bytes(path: str, offset: int = 0) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
+
+class RequestsBase(EnvmgrHandler):
+    """Requests for environments (env_requests.py). The namespace rules are checked per request by the
+    desk; the route itself only needs read on envmgr, since a reader may ask."""
+
+    def desk(self):
+        from .env_requests import RequestDesk
+
+        def may(action: str, namespace: str) -> bool:  # the route's resource too, as every other route asks it
+            return self.authorizer.is_authorized(self, self.current_user, action, RESOURCE) and self.may(action, namespace)
+
+        return RequestDesk(self.manager, may, self.owner())
+
+
+class RequestsHandler(RequestsBase):
+    @web.authenticated
+    @authorized(action="read")
+    async def get(self):
+        requests = await self.desk().list(self.get_query_argument("status", None), self.get_query_argument("namespace", None))
+        self.write_json({"requests": requests})
+
+    @web.authenticated
+    @authorized(action="read")
+    async def post(self):
+        request = await self.desk().submit(self.body(), self.get_query_argument("namespace", None))
+        self.write_json(request, 202)
+
+
+class RequestActionsHandler(RequestsBase):
+    @web.authenticated
+    @authorized(action="read")
+    async def post(self, id):
+        self.write_json(await self.desk().act(id, self.body()))
+
+
+class PodSpecHandler(EnvmgrHandler):
+    """What it takes to use an environment elsewhere (elsewhere.py): the `run` line and the pod fragment."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        from . import elsewhere
+
+        ns, name = self.namespace(), self.env_name(name)
+        record = await self.manager.records.read_for_change(ns, name)
+        app = self.extensionapp
+        claim, mount = elsewhere.cluster_storage(app, record.get("cluster"))
+        self.write_json(await self.manager.records.run(
+            elsewhere.usage, self.manager.store.root, record, claim, mount, app.kubernetes_image,
+            self.manager.settings.default_namespace))
 
 
 def route_table() -> list:
@@ -396,6 +439,9 @@ def route_table() -> list:
         (f"{env}/audit", AuditHandler),
         (f"{env}/usage", UsageHandler),
         (f"{api}/suggestions", SuggestionsHandler),
+        (f"{env}/pod-spec", PodSpecHandler),
+        (f"{api}/requests", RequestsHandler),
+        (f"{api}/requests/(?P<id>[^/]+)/actions", RequestActionsHandler),
     ]
 
 

@@ -2,6 +2,7 @@
 
 <root>/envs/<namespace>/<name>/{env.json, rev-N/, current -> rev-N, logs/rev-N.log, builds/rev-N/, resources/}
 <root>/trash/  <root>/cache/  <root>/jupyter/{kernels,lib}/
+<root>/requests/<namespace>/<id>.json (requests for environments, env_requests.py)
 """
 from __future__ import annotations
 
@@ -56,3 +57,9 @@ class Layout:
     @property
     def cache_dir(self) -> str:
         return os.path.join(self.root, "cache")
+
+    def requests_dir(self, namespace: str) -> str:
+        return os.path.join(self.root, "requests", namespace)
+
+    def request_path(self, namespace: str, request_id: str) -> str:
+        return os.path.join(self.requests_dir(namespace), f"{request_id}.json")

@@ -37,6 +37,7 @@ class EnvmgrMagics(Magics):
         try:
             client = EnvmgrClient.discover(args.url, args.token, args.namespace)
             self.run(client, args, cell)
+            newer_revision_notice(client)
         except ClientError as e:
             print(f"error: {e.message}", file=sys.stderr)  # once, without a traceback
         except (OSError, ValueError) as e:
@@ -152,6 +153,17 @@ class EnvmgrMagics(Magics):
               f"changed in place. Add packages with `%pip install PKG...` or `%envmgr install PKG...` (a new revision), "
               f"or change its packages with `%envmgr update {name} ...` or in the Environments panel.")
         return None
+
+
+def newer_revision_notice(client: EnvmgrClient) -> None:
+    """In an environment's kernel: say when another revision serves now (this kernel keeps its own until restarted)."""
+    own, mine = os.environ.get("JUPYTER_ENVMGR_ENVIRONMENT"), os.environ.get("JUPYTER_ENVMGR_REVISION")
+    if not own or not mine:
+        return
+    namespace, _, name = own.partition("/")
+    ready = EnvmgrClient(client.url, client.token, namespace).get(name).get("ready_revision")
+    if ready and str(ready) != mine:
+        print(f"note: this kernel runs revision {mine} of {name}; revision {ready} is ready: restart the kernel to use it")
 
 
 def table_text(records: list) -> str:

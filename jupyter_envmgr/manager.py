@@ -32,7 +32,7 @@ from .policy import Policy
 from .progress import LogProgress
 from .records import Records, secrets_of
 from .spec import BUILD_INPUTS, EnvSpec, Offer, parse_create, parse_patch, redact_url, scrub
-from .store import Store, atomic_symlink
+from .store import Store, atomic_symlink, read_bytes
 
 INTERNAL_FIELDS = ("revisions", "damaged")
 
@@ -96,7 +96,7 @@ class EnvironmentManager:
             "python_versions": versions,
             "default_python": self.settings.default_python or None,
             "namespaces": list(self.offer.namespaces),
-            "clusters": self.builder.clusters(list(self.offer.namespaces)),
+            "clusters": self.clusters(),
             "storages": list(self.offer.storages),
             "presets": list(self.settings.presets),
             "base_packages": {m: list(p) for m, p in self.policy.base_packages.items()},
@@ -109,8 +109,11 @@ class EnvironmentManager:
             raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.offer.namespaces)}")
         return namespace
 
+    def clusters(self) -> list:
+        return self.builder.clusters() or [{"name": "local", "namespaces": list(self.offer.namespaces)}]
+
     def check_cluster(self, cluster: Optional[str]) -> str:
-        names = [c["name"] for c in self.builder.clusters(list(self.offer.namespaces))]
+        names = [c["name"] for c in self.clusters()]
         if cluster in (None, ""):
             return names[0]
         if cluster not in names:
@@ -231,7 +234,7 @@ class EnvironmentManager:
         cluster = self.check_cluster(body.pop("cluster", None) if isinstance(body, dict) else None)
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
-        await self.builder.check_storage(namespace)
+        await self.builder.check_storage(namespace, cluster)
         async with self._create_lock:
             counts = [len(await self.feed.fresh(ns)) for ns in self.offer.namespaces]
             self.policy.check_count(sum(counts))
@@ -242,7 +245,7 @@ class EnvironmentManager:
             if dry_run:
                 return record
             await self.records.create(namespace, spec.name, record)
-        self._queue(namespace, spec.name, 1, spec)
+        self._queue(namespace, spec.name, 1, spec, cluster=cluster)
         return record
 
     def _default_python(self, values: dict) -> str:
@@ -258,7 +261,7 @@ class EnvironmentManager:
         if spec.build_inputs() != self.spec_of(record).build_inputs():
             self.validate(spec)
             lifecycle.refuse_if_active(record)
-            await self.builder.check_storage(namespace)
+            await self.builder.check_storage(namespace, record.get("cluster"))
             return await self._start_revision(namespace, name, spec, dry_run), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
         if dry_run:
@@ -280,7 +283,7 @@ class EnvironmentManager:
             lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
-            await self.builder.check_storage(namespace)
+            await self.builder.check_storage(namespace, record.get("cluster"))
             return await self._start_revision(namespace, name, spec)
         if action == "cancel":
             return await self.cancel(namespace, name)
@@ -302,7 +305,7 @@ class EnvironmentManager:
         if dry_run:
             return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
-        self._queue(namespace, name, record["revision"], spec)
+        self._queue(namespace, name, record["revision"], spec, cluster=record.get("cluster"))
         return record
 
     async def cancel(self, namespace: str, name: str) -> dict:
@@ -327,7 +330,7 @@ class EnvironmentManager:
             return True
         if not self.builder.owns(handle):
             return False
-        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle)
+        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, record.get("cluster"))
         await self.builder.cancel(build)
         with contextlib.suppress(EnvmgrError):
             await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
@@ -381,12 +384,15 @@ class EnvironmentManager:
 
     # ------------------------------------------------------------ builds
 
-    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None) -> Build:
-        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout, handle)
+    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
+        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
+                     handle, cluster=cluster)
 
-    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None) -> Build:
+    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
+               cluster: Optional[str] = None) -> Build:
         """Launch (or, with a handle, follow) a revision this server holds the lease of."""
-        build = self._build(namespace, name, revision, spec, handle)
+        build = self._build(namespace, name, revision, spec, handle, cluster)
         self._builds[(namespace, name)] = build
         build.task = self._background(self._run(build, attach=handle is not None))
         return build
@@ -480,7 +486,7 @@ class EnvironmentManager:
         offset = 0
         while True:
             await asyncio.sleep(interval)
-            chunk = await self.records.run(_read_bytes, build.paths.log, offset)
+            chunk = await self.records.run(read_bytes, build.paths.log, offset)
             complete = chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             changed = False
@@ -496,31 +502,39 @@ class EnvironmentManager:
                         return
 
     async def _end(self, build: Build, result: dict) -> None:
-        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned."""
+        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned.
+
+        A ready revision's kernelspec is written before the record says ready, so whoever hears the
+        event finds the kernel in the picker.
+        """
         status = Status(result.get("status", Status.FAILED))
         ns, name, number = build.namespace, build.name, build.revision
+        kname = kernel_name(ns, name, self.settings.default_namespace)
+        record = await self.records.read_for_change(ns, name)
+        if not lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
+            return  # another server recorded the end first
         if status is Status.READY:
             message = "ready"
             await self.records.run(self._prepare_switch, build)
+            serving = lifecycle.finished(record, number, status, message, kname, now())
+            if serving.get("ready_revision") == number:
+                await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
+                await self._write_kernel(serving)
         else:
             message = "cancelled" if status is Status.CANCELLED else _one_line(result.get("message") or "the build failed")
-            record = await self.records.read_for_change(ns, name)
-            if lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
-                # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
-                await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
+            # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
+            await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
         try:
-            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message,
-                                              kernel_name(ns, name, self.settings.default_namespace), now())
+            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message, kname, now())
         except EnvmgrError as e:
-            if e.status == 404 or e.reason == "invalid_transition":
-                return  # deleted while it built, or another server recorded the end first
+            if e.status == 404:  # deleted while it built: its kernelspec goes too
+                await self.records.run(self.kernels.remove, ns, name)
+                return
+            if e.reason == "invalid_transition":
+                return  # another server recorded the end first
             raise
         self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
-        if status is not Status.READY:
-            return
-        if record.get("ready_revision") == number:
-            await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
-            await self._write_kernel(record)
+        if status is Status.READY and record.get("ready_revision") == number:
             self._background(self._prune(ns, name))
             if self.auditor is not None:
                 self._background(self._audit(build))
@@ -633,12 +647,12 @@ class EnvironmentManager:
         handle = rev.get("handle")
         if rev["status"] == Status.PENDING or handle is None:
             self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
-            self._queue(namespace, name, number, spec)
+            self._queue(namespace, name, number, spec, cluster=record.get("cluster"))
             return
-        build = self._build(namespace, name, number, spec, handle)
+        build = self._build(namespace, name, number, spec, handle, record.get("cluster"))
         if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
             self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
-            self._queue(namespace, name, number, spec, handle)
+            self._queue(namespace, name, number, spec, handle, record.get("cluster"))
         elif self.builder.owns(handle):
             await self._end_despite_errors(build, await self.records.run(
                 read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))
@@ -858,17 +872,8 @@ def _one_line(text: str, limit: int = 300) -> str:
     return head + "…" + text[len(text) - (limit - len(head) - 1):]
 
 
-def _read_bytes(path: str, offset: int = 0) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
 def _read_text(path: str) -> str:
-    return _read_bytes(path).decode(errors="replace")
+    return read_bytes(path).decode(errors="replace")
 
 
 def _read_json(path: str) -> dict:

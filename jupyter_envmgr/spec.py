@@ -382,6 +382,10 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     if req.url:
         kind = "path" if req.url.startswith("file:") else "url"
         return RequirementLine(lineno, text, kind, req, hashes=hashes)
+    empty = [s.operator for s in req.specifier if not s.version.strip()]
+    if empty:  # packaging takes `numpy===`; no installer finds a version equal to nothing
+        raise invalid("packages", f"line {lineno}: {short(req_text)} has {empty[0]} with no version; write e.g. "
+                                  f"'{req.name}{empty[0]}1.2' or just '{req.name}'")
     return RequirementLine(lineno, text, "requirement", req, hashes=hashes)
 
 

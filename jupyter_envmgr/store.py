@@ -76,6 +76,29 @@ def storage_error(e: OSError, root: str) -> Optional[EnvmgrError]:
     return None
 
 
+def flock_bounded(fd: int, timeout: float, busy_message: str) -> None:
+    """Take an exclusive flock, waiting at most `timeout` seconds; then 503 busy with `busy_message`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise EnvmgrError(503, "busy", busy_message) from None
+            time.sleep(0.01)
+
+
+def read_bytes(path: str, offset: int = 0) -> bytes:
+    """What a file holds from `offset` on; nothing when it does not exist (yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
 class Damaged(Exception):
     """An entry of a namespace whose record cannot be read; `problem` says what is wrong."""
 
@@ -191,16 +214,8 @@ class Store(Layout):
                 raise Damaged("its logs/ directory is missing") from None
             raise not_found(name, namespace) from None
         try:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise EnvmgrError(503, "busy", f"{name!r} is being changed by another request or server "
-                                                       f"(its lock was held for {self.lock_timeout:.0f}s); retry in a moment") from None
-                    time.sleep(0.01)
+            flock_bounded(fd, self.lock_timeout, f"{name!r} is being changed by another request or server "
+                                                 f"(its lock was held for {self.lock_timeout:.0f}s); retry in a moment")
             yield
         finally:
             os.close(fd)

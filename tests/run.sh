@@ -13,4 +13,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 (cd labextension && jlpm install --immutable >/dev/null && jlpm test)
+sh tests/kubernetes_real/get_binaries.sh >/dev/null  # a real control plane: built once (~5-20 min), then cached
 python3 -m pytest -q "$@"

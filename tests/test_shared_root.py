@@ -310,3 +310,20 @@ async def test_read_only_storage_answers_503_naming_the_root_and_keeps_the_kerne
     finally:
         subprocess.run(["umount", "-l", root], capture_output=True)
     assert [e["name"] for e in (await api.ok("GET", "environments"))["environments"]] == ["keeper"]
+
+
+def test_envmgr_magic_tells_an_older_kernel_that_a_new_revision_is_ready(servers, local_index):
+    server = servers("notice")
+    server.client.create({"name": "older", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url]})
+    assert server.client.wait("older", timeout=180)["status"] == "ready"
+
+    async def scenario():
+        async with server.client.kernel("envmgr-older") as kernel:
+            quiet = await kernel.execute("%envmgr list")
+            server.client.update("older", {"packages": "envmgr-demo-pkg==2.0\n"})
+            assert server.client.wait("older", timeout=180)["ready_revision"] == 2
+            return quiet, await kernel.execute("%envmgr list")
+
+    quiet, told = asyncio.run(scenario())
+    assert "restart the kernel" not in quiet
+    assert "this kernel runs revision 1 of older; revision 2 is ready: restart the kernel to use it" in told

@@ -23,6 +23,7 @@ class Build:
     timeout: float
     handle: Optional[dict] = None
     task: Optional[object] = None  # the manager's asyncio task following it
+    cluster: Optional[str] = None  # the record's cluster (Kubernetes: where the Job goes); None: the default
 
     @property
     def key(self) -> tuple:
@@ -57,15 +58,16 @@ class Builder(abc.ABC):
     async def prepare(self) -> None:
         """Before records are reconciled at start: learn what runs (Kubernetes lists its Jobs)."""
 
-    async def check_storage(self, namespace: Optional[str] = None) -> None:
-        """Raise EnvmgrError when the namespace's storage cannot take a build (the Kubernetes PVC check)."""
+    async def check_storage(self, namespace: Optional[str] = None, cluster: Optional[str] = None) -> None:
+        """Raise EnvmgrError when the namespace's storage on `cluster` cannot take a build (the Kubernetes PVC check)."""
 
     async def stop(self) -> None:
         """Release resources when the server stops; running builds keep running."""
 
-    def clusters(self, namespaces: list) -> list:
-        """Where environments are built and stored, for /info: the local backend has one, `local`."""
-        return [{"name": "local", "namespaces": list(namespaces)}]
+    def clusters(self) -> list:
+        """Where environments are built and stored, for /info ([{"name", "namespaces"}]); empty: the one
+        local place, `local`, with the server's namespaces."""
+        return []
 
     def info(self) -> dict:
         return {}

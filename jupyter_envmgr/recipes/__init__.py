@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -32,6 +33,9 @@ class Toolchain:
     uv_cache_dir: str
     python_install_dir: Optional[str] = None
     extra_env: dict = field(default_factory=dict)
+    #: The interpreter that runs build-side programs (`-m jupyter_envmgr.conda`) where the build runs:
+    #: this server's for local builds, the build image's on Kubernetes (c.EnvManagerApp.kubernetes_python).
+    python: str = sys.executable
 
 
 @dataclass

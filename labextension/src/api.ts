@@ -1,5 +1,6 @@
 /**
- * The typed client of the REST contract (API.md): every call of the panel goes through `request`.
+ * The typed client of the REST contract (API.md): every call of the panel goes through `request`
+ * (or `stream`, for the routes that answer a little at a time: `/events` and a followed build log).
  */
 
 export type Status = 'pending' | 'warming' | 'ready' | 'failed' | 'cancelled';
@@ -18,11 +19,13 @@ export interface ISpec {
   gpu?: number;
   storage?: string;
   namespace?: string;
+  cluster?: string;
   init_script?: string;
 }
 
-export interface IEnvironment extends Required<Omit<ISpec, 'init_script'>> {
+export interface IEnvironment extends Required<Omit<ISpec, 'init_script' | 'cluster'>> {
   init_script?: string;
+  cluster?: string;
   status: Status;
   message: string;
   progress: number;
@@ -42,12 +45,19 @@ export interface IPreset {
   packages: string;
 }
 
+export interface ICluster {
+  name: string;
+  namespaces: string[];
+}
+
 export interface IInfo {
   version: string;
   backend: string;
   managers: Manager[];
   python_versions: string[];
   namespaces: string[];
+  clusters?: ICluster[];
+  default_python?: string;
   storages: { name: string; path: string; access_mode: string }[];
   presets: IPreset[];
   base_packages: Record<string, string[]>;
@@ -68,29 +78,100 @@ export interface IRevision {
 export interface IPackage {
   name: string;
   version: string;
+  requested?: boolean;
   source?: string;
 }
 
-/** A refusal of the server: its message says what to fix; `field` is the field it names, if any. */
+export interface IVulnerability {
+  package: string;
+  version: string;
+  id: string;
+  aliases: string[];
+  summary: string;
+  fixed_in: string[];
+}
+
+export interface IAudit {
+  revision: number;
+  checked: string;
+  database: string;
+  vulnerabilities: IVulnerability[];
+}
+
+export interface ISuggestion {
+  manager: Manager;
+  packages: string;
+  python: string | null;
+  unresolved: string[];
+}
+
+/** One change of `/events`. */
+export type IChange =
+  | { type: 'upsert'; environment: IEnvironment }
+  | { type: 'delete'; namespace: string; name: string };
+
+/** A refusal of the server: its message says what to fix; `field` is the request field at fault, if one is. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly reason: string
+    readonly reason: string,
+    field: string | null = null
   ) {
     super(message);
+    this._field = field;
   }
 
-  /** The field a message such as "name: ..." or "packages: line 2 ..." is about (a taken name is about the name). */
+  /** The field the server names (`"field"`); else read from a message such as "packages: line 2 ..." (a taken name is about the name). */
   get field(): string | null {
+    if (this._field) {
+      return this._field;
+    }
     const match = /^([a-z_]+): /.exec(this.message);
     return match ? match[1] : this.reason === 'name_taken' ? 'name' : null;
   }
+
+  private readonly _field: string | null;
+}
+
+export interface IResponse {
+  status: number;
+  text: string;
+  json: unknown;
+  /** The `ETag` of a GET that has one. */
+  etag?: string | null;
 }
 
 /** How requests reach the server: injected, so the model can be tested without a browser. */
 export interface ITransport {
-  (method: string, path: string, body?: unknown): Promise<{ status: number; text: string; json: unknown }>;
+  (method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<IResponse>;
+  /** GET a route that answers a little at a time: `onText` gets each piece until the end or `signal` aborts; resolves to the status. */
+  stream?: (path: string, onText: (text: string) => void, signal: AbortSignal) => Promise<number>;
+}
+
+/**
+ * Cut a `text/event-stream` into the data of its events; `rest` is the incomplete tail to prepend to
+ * the next piece. Comment lines (`: keep-alive`) and fields other than `data` are skipped.
+ */
+export function parseEventStream(text: string): { data: string[]; rest: string } {
+  const blocks = text.replace(/\r\n?/g, '\n').split('\n\n');
+  const rest = blocks.pop() as string;
+  const data = blocks
+    .map(block =>
+      block
+        .split('\n')
+        .filter(line => line.startsWith('data:'))
+        .map(line => line.slice(5).replace(/^ /, ''))
+        .join('\n')
+    )
+    .filter(Boolean);
+  return { data, rest };
+}
+
+/** The error a failed response stands for. */
+export function apiError(response: IResponse): ApiError {
+  const data = (response.json ?? {}) as { message?: string; reason?: string; field?: string };
+  return new ApiError(response.status, data.message || `HTTP ${response.status}`, data.reason || '', data.field || null);
 }
 
 export class EnvmgrApi {
@@ -99,39 +180,76 @@ export class EnvmgrApi {
     public namespace: string = ''
   ) {}
 
-  async request<T>(method: string, path: string, body?: unknown, query: Record<string, string> = {}): Promise<T> {
+  /** Whether `?dry_run=1` may be sent: a server that predates it would ignore it and really create. */
+  dryRuns = false;
+
+  private url(path: string, query: Record<string, string>): string {
     const params = new URLSearchParams(query);
-    if (this.namespace && !params.has('namespace') && path !== 'info') {
+    if (this.namespace && !params.has('namespace') && path !== 'info' && path !== 'suggestions') {
       params.set('namespace', this.namespace);
     }
     const search = params.toString();
-    const response = await this.transport(method, `envmgr/api/${path}${search ? '?' + search : ''}`, body);
+    return `envmgr/api/${path}${search ? '?' + search : ''}`;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, query: Record<string, string> = {}): Promise<T> {
+    const response = await this.transport(method, this.url(path, query), body);
     if (response.status >= 400) {
-      const data = (response.json ?? {}) as { message?: string; reason?: string };
-      throw new ApiError(response.status, data.message || `HTTP ${response.status}`, data.reason || '');
+      throw apiError(response);
     }
     return (response.json ?? response.text) as T;
+  }
+
+  /** Follow a streaming route; resolves with its status when it ends (a status >= 400 is thrown). */
+  async stream(path: string, query: Record<string, string>, onText: (text: string) => void, signal: AbortSignal): Promise<number> {
+    if (!this.transport.stream) {
+      throw new ApiError(501, 'this client cannot stream', 'not_implemented');
+    }
+    const status = await this.transport.stream(this.url(path, query), onText, signal);
+    if (status >= 400) {
+      throw new ApiError(status, `${path}: HTTP ${status}`, status === 404 ? 'not_found' : 'error');
+    }
+    return status;
   }
 
   info(): Promise<IInfo> {
     return this.request('GET', 'info');
   }
 
-  async list(): Promise<IEnvironment[]> {
-    return (await this.request<{ environments: IEnvironment[] }>('GET', 'environments')).environments;
+  /**
+   * The namespace's environments; `null` when they have not changed since the last list (the server
+   * answered 304 to the `ETag` of that list).
+   */
+  async list(): Promise<IEnvironment[] | null> {
+    const url = this.url('environments', {});
+    const tag = this._etag.url === url ? this._etag.tag : ''; // only the list the caller holds: the last one
+    const response = await this.transport('GET', url, undefined, tag ? { 'If-None-Match': tag } : undefined);
+    if (response.status === 304) {
+      return null;
+    }
+    if (response.status >= 400) {
+      throw apiError(response);
+    }
+    this._etag = { url, tag: response.etag || '' };
+    return (response.json as { environments: IEnvironment[] }).environments;
   }
+
+  private _etag = { url: '', tag: '' };
 
   get(name: string): Promise<IEnvironment> {
     return this.request('GET', `environments/${name}`);
   }
 
   /** Create in the spec's namespace when it names one (the form may pick another than the list shows). */
-  create(spec: ISpec): Promise<IEnvironment> {
-    return this.request('POST', 'environments', spec, spec.namespace ? { namespace: spec.namespace } : {});
+  create(spec: ISpec, dryRun = false): Promise<IEnvironment> {
+    return this.request('POST', 'environments', spec, {
+      ...(spec.namespace ? { namespace: spec.namespace } : {}),
+      ...(dryRun ? { dry_run: '1' } : {})
+    });
   }
 
-  update(name: string, fields: Partial<ISpec>): Promise<IEnvironment> {
-    return this.request('PATCH', `environments/${name}`, fields);
+  update(name: string, fields: Partial<ISpec>, dryRun = false): Promise<IEnvironment> {
+    return this.request('PATCH', `environments/${name}`, fields, dryRun ? { dry_run: '1' } : {});
   }
 
   remove(name: string): Promise<void> {
@@ -146,12 +264,46 @@ export class EnvmgrApi {
     return this.request('GET', `environments/${name}/log`, undefined, revision ? { revision: String(revision) } : {});
   }
 
+  /** The build log of a revision as it is written: what is there, then each new piece until the build ends. */
+  followLog(name: string, revision: number, onText: (text: string) => void, signal: AbortSignal): Promise<number> {
+    return this.stream(`environments/${name}/log`, { revision: String(revision), follow: '1' }, onText, signal);
+  }
+
+  /** Every change of the namespace's environments, as the server sees them, until `signal` aborts. */
+  async events(onChange: (change: IChange) => void, signal: AbortSignal): Promise<number> {
+    let rest = '';
+    return this.stream(
+      'events',
+      {},
+      text => {
+        const parsed = parseEventStream(rest + text);
+        rest = parsed.rest;
+        for (const data of parsed.data) {
+          try {
+            onChange(JSON.parse(data) as IChange);
+          } catch {
+            // a line that is not JSON is not a change
+          }
+        }
+      },
+      signal
+    );
+  }
+
   async packages(name: string): Promise<IPackage[]> {
     return (await this.request<{ packages: IPackage[] }>('GET', `environments/${name}/packages`)).packages;
   }
 
   async revisions(name: string): Promise<IRevision[]> {
     return (await this.request<{ revisions: IRevision[] }>('GET', `environments/${name}/revisions`)).revisions;
+  }
+
+  audit(name: string): Promise<IAudit> {
+    return this.request('GET', `environments/${name}/audit`);
+  }
+
+  suggest(source: { notebook: unknown } | { code: string }): Promise<ISuggestion> {
+    return this.request('POST', 'suggestions', source);
   }
 
   async exportText(name: string, format: 'requirements' | 'spec'): Promise<string> {

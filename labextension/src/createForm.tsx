@@ -1,28 +1,35 @@
 /**
- * The create form: every field of an environment, checked as the user types with the server's rules;
- * a server refusal lands beside the field it names and nothing typed is lost.
+ * The environment form, for a new environment and for editing one: every field of the record,
+ * checked as the user types by the server's own validation (`?dry_run=1`, debounced), with each
+ * refusal beside the field and row it names; nothing typed is ever lost.
  */
 import * as React from 'react';
 
 import { ApiError, IEnvironment, IInfo, ISpec, Manager } from './api';
 import { EnvironmentsModel, mergePackages } from './model';
-import { IFormState, pairsToObject, validateForm } from './validation';
+import { IFormState, pairsToObject, rowOf, validateForm } from './validation';
 
 const HINTS: Record<Manager, string> = {
   pip: 'requirements.txt: one requirement per line, e.g.\nnumpy==2.1.*\npandas',
   conda: 'environment.yaml, e.g.\nchannels:\n  - conda-forge\ndependencies:\n  - numpy>=2\n  - pip:\n    - six'
 };
 
-interface IForm extends IFormState {
+/** Fields that start a new revision when changed (the server's BUILD_INPUTS): said before saving. */
+export const BUILD_INPUTS = ['manager', 'python', 'packages', 'index_urls', 'gpu', 'init_script'];
+
+export interface IForm extends IFormState {
   python: string;
   description: string;
   storage: string;
   namespace: string;
+  cluster: string;
   initScript: string;
 }
 
 /** The form fields a server message can name; a message about anything else shows at the bottom. */
-const SHOWN_FIELDS = ['name', 'namespace', 'python', 'manager', 'packages', 'index_urls', 'labels', 'annotations', 'env_vars', 'description', 'gpu', 'storage', 'init_script'];
+const SHOWN_FIELDS = ['name', 'namespace', 'cluster', 'python', 'manager', 'packages', 'index_urls', 'labels', 'annotations', 'env_vars', 'description', 'gpu', 'storage', 'init_script'];
+
+export const DEBOUNCE_MS = 400;
 
 function ErrorText(props: { id: string; error?: string }): JSX.Element | null {
   return props.error ? (
@@ -48,7 +55,7 @@ function Field(props: { id: string; label: string; error?: string; children: Rea
   );
 }
 
-/** A group of controls (radio buttons, rows) under a legend, with its problem under it. */
+/** A group of controls (radio buttons, rows) under a legend; its problem under the row it names, else under the group. */
 function Group(props: { id: string; legend: string; error?: string; children: React.ReactNode }): JSX.Element {
   return (
     <fieldset className="jp-envmgr-field" id={props.id} aria-describedby={props.error ? `${props.id}-error` : undefined}>
@@ -59,50 +66,75 @@ function Group(props: { id: string; legend: string; error?: string; children: Re
   );
 }
 
-/** Editable rows of strings: extra index URLs are rows of one, labels and the like rows of two. */
-function Rows<T extends string[]>(props: { what: string; columns: string[]; rows: T[]; empty: T; onChange: (rows: T[]) => void }): JSX.Element {
+/**
+ * Editable rows of strings: extra index URLs are rows of one, labels and the like rows of two. A new
+ * row takes the focus; an error that names a row sits under that row.
+ */
+function Rows<T extends string[]>(props: { id: string; what: string; columns: string[]; rows: T[]; empty: T; error?: string; onChange: (rows: T[]) => void }): JSX.Element {
+  const added = React.useRef(false);
+  const first = React.useRef<HTMLInputElement | null>(null);
+  React.useEffect(() => {
+    if (added.current) {
+      added.current = false;
+      first.current?.focus();
+    }
+  }, [props.rows.length]);
   const set = (i: number, j: number, value: string) =>
     props.onChange(props.rows.map((row, k) => (k === i ? (row.map((cell, c) => (c === j ? value : cell)) as T) : row)));
+  const at = props.error ? rowOf(props.error, props.rows.map(r => r[0].trim())) : -1;
   return (
     <>
       {props.rows.map((row, i) => (
-        <div key={i} className="jp-envmgr-pair">
-          {row.map((cell, j) => (
-            <input key={j} aria-label={[props.what, props.columns[j], i + 1].filter(Boolean).join(' ')} placeholder={props.columns[j] || props.what}
-              value={cell} onChange={e => set(i, j, e.target.value)} />
-          ))}
-          <button type="button" className="jp-mod-styled jp-envmgr-remove" aria-label={`remove ${props.what} ${i + 1}`}
-            onClick={() => props.onChange(props.rows.filter((_, k) => k !== i))}>
-            ×
-          </button>
-        </div>
+        <React.Fragment key={i}>
+          <div className="jp-envmgr-pair">
+            {row.map((cell, j) => (
+              <input key={j} aria-label={[props.what, props.columns[j], i + 1].filter(Boolean).join(' ')} placeholder={props.columns[j] || props.what}
+                value={cell} onChange={e => set(i, j, e.target.value)} aria-invalid={at === i}
+                aria-describedby={at === i ? `${props.id}-error` : undefined}
+                ref={i === props.rows.length - 1 && j === 0 ? first : undefined} />
+            ))}
+            <button type="button" className="jp-mod-styled jp-envmgr-remove" aria-label={`remove ${props.what} ${i + 1}`} title={`Remove ${props.what} ${i + 1}`}
+              onClick={() => props.onChange(props.rows.filter((_, k) => k !== i))}>
+              ×
+            </button>
+          </div>
+          {at === i && <ErrorText id={props.id} error={`${props.what} ${i + 1}: ${props.error}`} />}
+        </React.Fragment>
       ))}
-      <button type="button" className="jp-mod-styled jp-envmgr-add" onClick={() => props.onChange([...props.rows, props.empty])}>
+      {props.error && at < 0 && <ErrorText id={props.id} error={props.error} />}
+      <button type="button" className="jp-mod-styled jp-envmgr-add" onClick={() => {
+        added.current = true;
+        props.onChange([...props.rows, props.empty]);
+      }}>
         Add {props.what}
       </button>
     </>
   );
 }
 
-function initialForm(info: IInfo, namespace: string): IForm {
+const pairs = (o: Record<string, string> | undefined): [string, string][] => Object.entries(o || {});
+
+/** A form from an existing record (editing), or a new one with the server's defaults, and any prefill (a notebook's suggestion). */
+export function initialForm(info: IInfo, namespace: string, from?: Partial<ISpec>): IForm {
   return {
-    name: '',
-    manager: 'pip',
-    python: info.python_versions[info.python_versions.length - 1] || '',
-    packages: '',
-    indexUrls: [],
-    labels: [],
-    annotations: [],
-    envVars: [],
-    gpu: '0',
-    description: '',
-    storage: info.storages[0]?.name || 'default',
-    namespace,
-    initScript: ''
+    name: from?.name || '',
+    manager: from?.manager || 'pip',
+    python: from?.python || info.default_python || info.python_versions[info.python_versions.length - 1] || '',
+    packages: from?.packages || '',
+    indexUrls: from?.index_urls || [],
+    labels: pairs(from?.labels),
+    annotations: pairs(from?.annotations),
+    envVars: pairs(from?.env_vars),
+    gpu: String(from?.gpu ?? 0),
+    description: from?.description || '',
+    storage: from?.storage || info.storages[0]?.name || 'default',
+    namespace: from?.namespace || namespace,
+    cluster: from?.cluster || info.clusters?.[0]?.name || '',
+    initScript: from?.init_script || ''
   };
 }
 
-function toSpec(form: IForm): ISpec {
+export function toSpec(form: IForm): ISpec {
   const spec: ISpec = {
     name: form.name,
     manager: form.manager,
@@ -115,143 +147,261 @@ function toSpec(form: IForm): ISpec {
     env_vars: pairsToObject(form.envVars),
     gpu: Number(form.gpu),
     storage: form.storage,
-    namespace: form.namespace
+    namespace: form.namespace,
+    init_script: form.initScript
   };
-  if (form.initScript.trim()) {
-    spec.init_script = form.initScript;
+  if (form.cluster) {
+    spec.cluster = form.cluster;
   }
   return spec;
 }
 
-export interface ICreateFormProps {
+/** The PATCH of an edit: the fields PATCH takes that differ from the base. */
+export function changedFields(base: IForm, form: IForm): Partial<ISpec> {
+  const a = toSpec(base) as unknown as Record<string, unknown>;
+  const b = toSpec(form) as unknown as Record<string, unknown>;
+  const patchable = ['packages', 'python', 'index_urls', 'env_vars', 'labels', 'annotations', 'description', 'gpu', 'init_script'];
+  const out: Record<string, unknown> = {};
+  for (const key of patchable) {
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {
+      out[key] = b[key];
+    }
+  }
+  return out as Partial<ISpec>;
+}
+
+/**
+ * Ask the server what it thinks of `request()` a moment after the user stops typing; the newest
+ * question wins (an older answer arriving late is dropped).
+ */
+function useDryRun<T>(key: string, enabled: boolean, request: () => Promise<T>): { error: ApiError | null; result: T | null; pending: boolean } {
+  const [state, setState] = React.useState<{ key: string; error: ApiError | null; result: T | null }>({ key: '', error: null, result: null });
+  const latest = React.useRef(key);
+  latest.current = key;
+  React.useEffect(() => {
+    if (!enabled) {
+      return;
+    }
+    const timer = setTimeout(() => {
+      request().then(
+        result => latest.current === key && setState({ key, error: null, result }),
+        error => latest.current === key && setState({ key, error: error instanceof ApiError ? error : new ApiError(0, String(error), ''), result: null })
+      );
+    }, DEBOUNCE_MS);
+    return () => clearTimeout(timer);
+  }, [key, enabled]);
+  return state.key === key ? { ...state, pending: false } : { error: null, result: null, pending: enabled };
+}
+
+export interface ISpecFormProps {
   model: EnvironmentsModel;
-  onCreated: (env: IEnvironment) => Promise<void>;
+  /** The environment being edited; none for a new one. */
+  env?: IEnvironment;
+  /** The starting values: the record (or its serving revision's inputs), or a notebook's suggestion. */
+  initial?: Partial<ISpec>;
+  /** Changes proposed to the user on top of `initial` (the fixed versions of an audit): shown as unsaved edits. */
+  proposed?: Partial<ISpec>;
+  /** Imports of a notebook that no distribution was found for, shown above the packages. */
+  unresolved?: string[];
+  onDone: (env: IEnvironment) => void | Promise<void>;
   onCancel: () => void;
 }
 
-export function CreateForm(props: ICreateFormProps): JSX.Element {
-  const info = props.model.info as IInfo;
+export function SpecForm(props: ISpecFormProps): JSX.Element {
+  const { model, env } = props;
+  const info = model.info as IInfo;
+  const editing = !!env;
   const condaReason = info.managers.includes('conda')
     ? ''
     : 'not available: this server has no conda solver right now (GET /info does not list conda)';
-  const [form, setForm] = React.useState<IForm>(() => initialForm(info, props.model.namespace));
-  const [serverError, setServerError] = React.useState<{ field: string; message: string } | null>(null);
+  const base = React.useMemo(() => initialForm(info, model.namespace, props.initial), [props.initial]);
+  const [form, setForm] = React.useState<IForm>(() => initialForm(info, model.namespace, { ...props.initial, ...props.proposed }));
+  const [submitError, setSubmitError] = React.useState<{ field: string; message: string } | null>(null);
   const [busy, setBusy] = React.useState(false);
+  const [tried, setTried] = React.useState(false);
+  const changes = editing ? changedFields(base, form) : {};
+  const dry = useDryRun<IEnvironment>(
+    JSON.stringify(editing ? changes : toSpec(form)),
+    model.api.dryRuns && (!editing || Object.keys(changes).length > 0),
+    () => (editing ? model.api.update(env.name, changes, true) : model.api.create(toSpec(form), true))
+  );
   const problems = validateForm(form);
   const errors: Record<string, string> = { ...problems };
-  if (serverError) {
-    errors[serverError.field] = serverError.message;
+  const server = submitError ?? (dry.error ? { field: dry.error.field || 'form', message: dry.error.message } : null);
+  if (server) {
+    errors[SHOWN_FIELDS.includes(server.field) ? server.field : 'form'] = server.message;
   }
-  const update = (changes: Partial<IForm>) => {
-    setForm(current => ({ ...current, ...changes }));
-    setServerError(null);
+  if (!form.name && !tried && !editing) {
+    delete errors.name; // not a mistake yet: the user has not reached the name
+  }
+  const blocked = Object.keys(problems).length > 0 || !!server; // until the user changes what the server refused
+  const update = (next: Partial<IForm>) => {
+    setForm(current => ({ ...current, ...next }));
+    setSubmitError(null);
   };
   const presets = info.presets.filter(p => p.manager === form.manager);
+  const rebuilds = editing && (dry.result ? dry.result.revision > env.revision : Object.keys(changes).some(k => BUILD_INPUTS.includes(k)));
+  const nextRevision = editing ? (dry.result && rebuilds ? dry.result.revision : env.revision + 1) : 1;
 
   const submit = async () => {
+    setTried(true);
+    if (Object.keys(problems).length || busy || (editing && !Object.keys(changes).length)) {
+      return;
+    }
     setBusy(true);
     try {
-      await props.onCreated(await props.model.api.create(toSpec(form)));
+      const done = editing ? await model.api.update(env.name, changes) : await model.api.create(toSpec(form));
+      setBusy(false);
+      await props.onDone(done);
     } catch (e) {
       const error = e as ApiError;
-      const field = error.field && SHOWN_FIELDS.includes(error.field) ? error.field : 'form';
-      setServerError({ field, message: error.message });
+      setSubmitError({ field: error.field || 'form', message: error.message });
       setBusy(false);
     }
   };
+  const clusters = info.clusters || [];
+  const namespaces = clusters.find(c => c.name === form.cluster)?.namespaces || info.namespaces;
 
   return (
-    <form className="jp-envmgr-form" aria-label="Create an environment" onSubmit={e => {
-      e.preventDefault();
-      if (!Object.keys(problems).length && !busy) {
+    <form className="jp-envmgr-form" aria-label={editing ? `Edit ${env.name}` : 'Create an environment'}
+      onKeyDown={e => {
+        if (e.key === 'Escape') {
+          e.preventDefault();
+          e.stopPropagation();
+          props.onCancel();
+        }
+      }}
+      onSubmit={e => {
+        e.preventDefault();
         void submit();
-      }
-    }}>
-      <h3>New environment</h3>
-      <Field id="envmgr-name" label="Name" error={form.name || serverError ? errors.name : undefined}>
-        <input value={form.name} placeholder="torch-cpu" autoFocus onChange={e => update({ name: e.target.value })} />
-      </Field>
-      <Field id="envmgr-namespace" label="Namespace" error={errors.namespace}>
-        <select value={form.namespace} onChange={e => update({ namespace: e.target.value })}>
-          {info.namespaces.map(ns => (
-            <option key={ns}>{ns}</option>
+      }}>
+      {!editing && <h3>New environment</h3>}
+      {props.unresolved && props.unresolved.length > 0 && (
+        <div className="jp-envmgr-notice jp-envmgr-unresolved" role="status">
+          No package is known for these imports; add the right distributions to the packages yourself:{' '}
+          {props.unresolved.map(name => (
+            <code key={name}>{name}</code>
           ))}
-        </select>
-      </Field>
-      <Field id="envmgr-python" label="Python version" error={errors.python}>
-        <select value={form.python} onChange={e => update({ python: e.target.value })}>
-          {info.python_versions.map(v => (
-            <option key={v}>{v}</option>
-          ))}
-        </select>
-      </Field>
-      <Group id="envmgr-manager" legend="Package manager" error={errors.manager}>
-        {(['pip', 'conda'] as Manager[]).map(m => (
-          <label key={m} className="jp-envmgr-radio">
-            <input type="radio" name="envmgr-manager" value={m} checked={form.manager === m}
-              disabled={m === 'conda' && !!condaReason} aria-describedby={m === 'conda' && condaReason ? 'envmgr-conda-reason' : undefined}
-              onChange={() => update({ manager: m })} />
-            {m.toUpperCase()}
-          </label>
-        ))}
-        {condaReason && <div className="jp-envmgr-hint" id="envmgr-conda-reason">CONDA: {condaReason}</div>}
-      </Group>
-      <Field id="envmgr-packages" label={form.manager === 'pip' ? 'Packages (requirements.txt)' : 'Packages (environment.yaml)'} error={errors.packages}>
-        <textarea rows={6} value={form.packages} placeholder={HINTS[form.manager]} spellCheck={false}
-          onChange={e => update({ packages: e.target.value })} />
-      </Field>
-      <div className="jp-envmgr-hint">Always installed: {(info.base_packages[form.manager] || []).join(', ') || 'nothing'}</div>
-      {presets.length > 0 && (
-        <Field id="envmgr-preset" label="Add a set of packages">
-          <select value="" onChange={e => {
-            const preset = presets.find(p => p.name === e.target.value);
-            if (preset) {
-              update({ packages: mergePackages(form.manager, form.packages, preset.packages) });
-            }
-          }}>
-            <option value="">choose a set…</option>
-            {presets.map(p => (
-              <option key={p.name} value={p.name}>{p.name}</option>
-            ))}
-          </select>
-        </Field>
+        </div>
       )}
-      <Group id="envmgr-index-urls" legend="Extra index URLs" error={errors.index_urls}>
-        <Rows what="extra index URL" columns={['']} rows={form.indexUrls.map(u => [u])} empty={['']}
-          onChange={rows => update({ indexUrls: rows.map(r => r[0]) })} />
-      </Group>
-      <Group id="envmgr-labels" legend="Labels" error={errors.labels}>
-        <Rows<[string, string]> what="label" columns={['key', 'value']} rows={form.labels} empty={['', '']} onChange={labels => update({ labels })} />
-      </Group>
-      <Group id="envmgr-annotations" legend="Annotations" error={errors.annotations}>
-        <Rows<[string, string]> what="annotation" columns={['key', 'value']} rows={form.annotations} empty={['', '']} onChange={annotations => update({ annotations })} />
-      </Group>
-      <Group id="envmgr-env-vars" legend="Kernel environment variables" error={errors.env_vars}>
-        <Rows<[string, string]> what="variable" columns={['name', 'value']} rows={form.envVars} empty={['', '']} onChange={envVars => update({ envVars })} />
-      </Group>
-      <Field id="envmgr-description" label="Description" error={errors.description}>
-        <input value={form.description} onChange={e => update({ description: e.target.value })} />
-      </Field>
-      <Field id="envmgr-gpu" label="GPUs (preloading)" error={errors.gpu}>
-        <input type="number" min={0} max={64} value={form.gpu} onChange={e => update({ gpu: e.target.value })} />
-      </Field>
-      <Field id="envmgr-storage" label="Storage" error={errors.storage}>
-        <select value={form.storage} onChange={e => update({ storage: e.target.value })}>
-          {info.storages.map(s => (
-            <option key={s.name} value={s.name}>{s.name} ({s.access_mode})</option>
-          ))}
-        </select>
-      </Field>
-      <Field id="envmgr-init-script" label="Init script (Python, optional, run after each build)" error={errors.init_script}>
-        <textarea rows={3} value={form.initScript} spellCheck={false} placeholder="import nltk; nltk.download('punkt')"
-          onChange={e => update({ initScript: e.target.value })} />
-      </Field>
+      <div className="jp-envmgr-columns">
+        <div className="jp-envmgr-column">
+          {!editing && (
+            <>
+              <Field id="envmgr-name" label="Name" error={errors.name}>
+                <input value={form.name} placeholder="torch-cpu" autoFocus onChange={e => update({ name: e.target.value })} />
+              </Field>
+              {clusters.length > 1 && (
+                <Field id="envmgr-cluster" label="Cluster" error={errors.cluster}>
+                  <select value={form.cluster} onChange={e => update({ cluster: e.target.value })}>
+                    {clusters.map(c => (
+                      <option key={c.name}>{c.name}</option>
+                    ))}
+                  </select>
+                </Field>
+              )}
+              <Field id="envmgr-namespace" label="Namespace" error={errors.namespace}>
+                <select value={form.namespace} onChange={e => update({ namespace: e.target.value })}>
+                  {namespaces.map(ns => (
+                    <option key={ns}>{ns}</option>
+                  ))}
+                </select>
+              </Field>
+            </>
+          )}
+          <Field id="envmgr-python" label="Python version" error={errors.python}>
+            <select value={form.python} onChange={e => update({ python: e.target.value })}>
+              {[...new Set([...info.python_versions, form.python])].filter(Boolean).map(v => (
+                <option key={v}>{v}</option>
+              ))}
+            </select>
+          </Field>
+          {!editing && (
+            <Group id="envmgr-manager" legend="Package manager" error={errors.manager}>
+              {(['pip', 'conda'] as Manager[]).map(m => (
+                <label key={m} className="jp-envmgr-radio">
+                  <input type="radio" name="envmgr-manager" value={m} checked={form.manager === m}
+                    disabled={m === 'conda' && !!condaReason} aria-describedby={m === 'conda' && condaReason ? 'envmgr-conda-reason' : undefined}
+                    onChange={() => update({ manager: m })} />
+                  {m.toUpperCase()}
+                </label>
+              ))}
+              {condaReason && <div className="jp-envmgr-hint" id="envmgr-conda-reason">CONDA: {condaReason}</div>}
+            </Group>
+          )}
+          <Field id="envmgr-packages" label={form.manager === 'pip' ? 'Packages (requirements.txt)' : 'Packages (environment.yaml)'} error={errors.packages}>
+            <textarea rows={8} value={form.packages} placeholder={HINTS[form.manager]} spellCheck={false}
+              onChange={e => update({ packages: e.target.value })} />
+          </Field>
+          <div className="jp-envmgr-hint">Always installed: {(info.base_packages[form.manager] || []).join(', ') || 'nothing'}</div>
+          {presets.length > 0 && (
+            <Field id="envmgr-preset" label="Add a set of packages">
+              <select value="" onChange={e => {
+                const preset = presets.find(p => p.name === e.target.value);
+                if (preset) {
+                  update({ packages: mergePackages(form.manager, form.packages, preset.packages) });
+                }
+              }}>
+                <option value="">choose a set…</option>
+                {presets.map(p => (
+                  <option key={p.name} value={p.name}>{p.name}</option>
+                ))}
+              </select>
+            </Field>
+          )}
+          <Group id="envmgr-index-urls" legend="Extra index URLs">
+            <Rows id="envmgr-index-urls" what="extra index URL" columns={['']} rows={form.indexUrls.map(u => [u])} empty={['']} error={errors.index_urls}
+              onChange={rows => update({ indexUrls: rows.map(r => r[0]) })} />
+          </Group>
+          <Field id="envmgr-init-script" label="Init script (Python, optional, run after each build)" error={errors.init_script}>
+            <textarea rows={3} value={form.initScript} spellCheck={false} placeholder="import nltk; nltk.download('punkt')"
+              onChange={e => update({ initScript: e.target.value })} />
+          </Field>
+        </div>
+        <div className="jp-envmgr-column">
+          <Field id="envmgr-description" label="Description" error={errors.description}>
+            <input value={form.description} onChange={e => update({ description: e.target.value })} />
+          </Field>
+          <Group id="envmgr-labels" legend="Labels">
+            <Rows<[string, string]> id="envmgr-labels" what="label" columns={['key', 'value']} rows={form.labels} empty={['', '']} error={errors.labels}
+              onChange={labels => update({ labels })} />
+          </Group>
+          <Group id="envmgr-annotations" legend="Annotations">
+            <Rows<[string, string]> id="envmgr-annotations" what="annotation" columns={['key', 'value']} rows={form.annotations} empty={['', '']} error={errors.annotations}
+              onChange={annotations => update({ annotations })} />
+          </Group>
+          <Group id="envmgr-env-vars" legend="Kernel environment variables">
+            <Rows<[string, string]> id="envmgr-env-vars" what="variable" columns={['name', 'value']} rows={form.envVars} empty={['', '']} error={errors.env_vars}
+              onChange={envVars => update({ envVars })} />
+          </Group>
+          <Field id="envmgr-gpu" label="GPUs (preloading)" error={errors.gpu}>
+            <input type="number" min={0} max={64} value={form.gpu} onChange={e => update({ gpu: e.target.value })} />
+          </Field>
+          {!editing && (
+            <Field id="envmgr-storage" label="Storage" error={errors.storage}>
+              <select value={form.storage} onChange={e => update({ storage: e.target.value })}>
+                {info.storages.map(s => (
+                  <option key={s.name} value={s.name}>{s.name} ({s.access_mode})</option>
+                ))}
+              </select>
+            </Field>
+          )}
+        </div>
+      </div>
       <ErrorText id="envmgr-form" error={errors.form} />
+      {editing && Object.keys(changes).length > 0 && (
+        <div className="jp-envmgr-hint" id="envmgr-save-effect" role="status">
+          {rebuilds
+            ? `Saving builds revision ${nextRevision} (${Object.keys(changes).filter(k => BUILD_INPUTS.includes(k)).join(', ')} changed); revision ${env.ready_revision ?? '—'} keeps serving until it is ready.`
+            : 'Saving changes metadata only: no rebuild, kernels are not affected.'}
+        </div>
+      )}
       <div className="jp-envmgr-actions">
-        <button className="jp-mod-styled jp-mod-accept" type="submit" disabled={Object.keys(problems).length > 0 || busy}>
-          {busy ? 'Creating…' : 'Create'}
+        <button className="jp-mod-styled jp-mod-accept" type="submit" disabled={blocked || busy || (editing && !Object.keys(changes).length)}>
+          {busy ? (editing ? 'Saving…' : 'Creating…') : editing ? (rebuilds ? `Save and build revision ${nextRevision}` : 'Save') : 'Create'}
         </button>
-        <button type="button" className="jp-mod-styled" onClick={props.onCancel}>Cancel</button>
+        <button type="button" className="jp-mod-styled" onClick={props.onCancel}>{editing ? 'Discard' : 'Cancel'}</button>
+        {dry.pending && <span className="jp-envmgr-hint" aria-live="polite">checking…</span>}
       </div>
     </form>
   );

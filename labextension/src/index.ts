@@ -1,16 +1,20 @@
 /**
- * The plugin: the environments side panel, its commands and settings, and keeping the launcher
- * and kernel picker in step with environments that turn ready or go.
+ * The plugin: the environments side panel, a main-area view per environment and for the create
+ * form, commands (palette, notebook toolbar and context menu), settings, and keeping the launcher,
+ * the kernel picker and open notebooks in step with environments that turn ready or go.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { addIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
-import { EnvmgrApi, ITransport } from './api';
-import { EnvironmentsModel } from './model';
+import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
+import { CreateView, EnvironmentView, Tab } from './environmentView';
+import { EnvironmentsModel, nameFromPath } from './model';
 import { EnvironmentsPanel } from './panel';
+import { KernelRevisions } from './restartNotice';
 
 const PLUGIN_ID = 'jupyter-envmgr:plugin';
 
@@ -26,21 +30,54 @@ namespace CommandIDs {
   export const open = 'envmgr:open';
   export const create = 'envmgr:create';
   export const refresh = 'envmgr:refresh';
+  export const openEnvironment = 'envmgr:open-environment';
+  export const fromNotebook = 'envmgr:new-from-notebook';
 }
 
 /** Requests through Jupyter's own connection settings: base URL, token or cookie + XSRF. */
 function serverTransport(): ITransport {
   const settings = ServerConnection.makeSettings();
-  return async (method, path, body) => {
-    const init: RequestInit = { method };
+  const transport: ITransport = async (method, path, body, headers) => {
+    const init: RequestInit = { method, headers };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
     }
     const response = await ServerConnection.makeRequest(settings.baseUrl + path, init, settings);
     const text = await response.text();
     const isJson = (response.headers.get('Content-Type') || '').includes('application/json');
-    return { status: response.status, text, json: isJson && text ? JSON.parse(text) : null };
+    return { status: response.status, text, json: isJson && text ? JSON.parse(text) : null, etag: response.headers.get('ETag') };
   };
+  transport.stream = async (path, onText, signal) => {
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(settings.baseUrl + path, { method: 'GET', signal }, settings);
+    } catch (e) {
+      if (signal.aborted) {
+        return 0;
+      }
+      throw e;
+    }
+    if (!response.ok || !response.body) {
+      return response.status;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) {
+          break;
+        }
+        onText(decoder.decode(value, { stream: true }));
+      }
+    } catch (e) {
+      if (!signal.aborted) {
+        throw e;
+      }
+    }
+    return response.status;
+  };
+  return transport;
 }
 
 function download(filename: string, text: string): void {
@@ -52,6 +89,55 @@ function download(filename: string, text: string): void {
   link.click();
   link.remove();
   URL.revokeObjectURL(url);
+}
+
+/** A notebook panel, as far as this plugin needs one (no dependency on @jupyterlab/notebook). */
+interface INotebookLike extends Widget {
+  context: { path: string; model: { toJSON(): unknown } };
+  toolbar?: { insertItem(index: number, name: string, widget: Widget): boolean };
+}
+
+function isNotebook(widget: Widget | null): widget is INotebookLike {
+  return !!widget && widget.hasClass('jp-NotebookPanel') && 'context' in widget;
+}
+
+/**
+ * Bring the app's kernelspecs (launcher, kernel picker) in step with the ready environments: the
+ * event of a revision turning ready can arrive a moment before the server lists its kernelspec, so a
+ * missing or older spec is asked for again a few times (bounded), not once and forgotten.
+ */
+function kernelSync(specs: JupyterFrontEnd['serviceManager']['kernelspecs'], model: EnvironmentsModel): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  const meta = (spec: unknown) => ((spec as { metadata?: { envmgr?: { name?: string; namespace?: string; revision?: number } } } | undefined)?.metadata?.envmgr);
+  const behind = () => {
+    const have = specs.specs?.kernelspecs || {};
+    const missingOrOld = model.environments.some(e => {
+      const spec = e.kernel_name ? have[e.kernel_name] : undefined;
+      const revision = meta(spec)?.revision;
+      return !!e.kernel_name && (!spec || (revision !== undefined && revision !== e.ready_revision));
+    });
+    const gone = Object.values(have).some(spec => {
+      const m = meta(spec);
+      return !!m && m.namespace === model.namespace && !model.environments.some(e => e.name === m.name && e.kernel_name);
+    });
+    return missingOrOld || gone;
+  };
+  const run = async () => {
+    for (const delay of [0, 250, 750, 1500, 3000]) {
+      await new Promise(resolve => setTimeout(resolve, delay));
+      again = false;
+      await specs.refreshSpecs();
+      if (!behind() && !again) {
+        return;
+      }
+    }
+  };
+  return () => {
+    again = true;
+    running = running ?? run().finally(() => (running = null));
+    return running;
+  };
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -66,18 +152,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ) => {
     const model = new EnvironmentsModel(new EnvmgrApi(serverTransport()));
-    model.kernelsChanged.connect(() => void app.serviceManager.kernelspecs.refreshSpecs());
+    const specs = app.serviceManager.kernelspecs;
+    const syncKernels = kernelSync(specs, model);
+    model.kernelsChanged.connect(() => void syncKernels());
+    void app.serviceManager.user?.ready.then(() => {
+      const identity = app.serviceManager.user.identity;
+      if (identity) {
+        model.user = { username: identity.username, display_name: identity.display_name || identity.name };
+      }
+    });
+    const revisions = new KernelRevisions(app, model);
+
+    const views = new Map<string, MainAreaWidget<EnvironmentView>>();
+    let createWidget: MainAreaWidget<CreateView> | null = null;
+
     const panel = new EnvironmentsPanel(model, {
-      openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
-      confirmDelete: async name =>
-        (
-          await showDialog({
-            title: `Delete ${name}?`,
-            body: 'This removes its kernel and every revision. Running kernels of it stop working.',
-            buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
-          })
-        ).button.accept,
-      download
+      open: name => openEnvironment(name),
+      create: () => openCreate()
     });
     panel.id = 'jp-envmgr-panel';
     panel.title.icon = envmgrIcon;
@@ -85,42 +176,164 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, 'jp-envmgr-panel');
 
+    const showInList = (name?: string) => {
+      app.shell.activateById(panel.id);
+      panel.focusItem(name);
+    };
+
+    function openEnvironment(name: string, tab?: Tab): void {
+      const key = `${model.namespace}/${name}`;
+      let widget = views.get(key);
+      if (!widget || widget.isDisposed) {
+        const content = new EnvironmentView(model, name, {
+          openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
+          confirmDelete: async what =>
+            (
+              await showDialog({
+                title: `Delete ${what}?`,
+                body: 'This removes its kernel and every revision. Running kernels of it stop working.',
+                buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+              })
+            ).button.accept,
+          download,
+          kernelEnv: kernelName => (specs.specs?.kernelspecs[kernelName]?.env as Record<string, string> | undefined) ?? null,
+          showInList: what => {
+            views.get(key)?.dispose();
+            showInList(what);
+          },
+          closed: () => {
+            views.get(key)?.dispose();
+            showInList();
+          }
+        });
+        widget = new MainAreaWidget({ content });
+        widget.id = `envmgr-view-${model.namespace}-${name}`;
+        widget.title.label = name;
+        widget.title.caption = `Environment ${name} (${model.namespace})`;
+        widget.title.icon = envmgrIcon;
+        widget.title.closable = true;
+        widget.toolbar.hide(); // the view has its own actions
+        views.set(key, widget);
+        widget.disposed.connect(() => views.delete(key));
+        app.shell.add(widget, 'main');
+      }
+      if (tab) {
+        widget.content.setTab(tab);
+      }
+      app.shell.activateById(widget.id);
+      widget.content.focusTitle();
+    }
+
+    function openCreate(initial?: Partial<ISpec>, unresolved?: string[]): void {
+      void model.loadInfo().then(() => {
+        if (!createWidget || createWidget.isDisposed) {
+          const content = new CreateView(
+            model,
+            (env: IEnvironment) => {
+              createWidget?.dispose();
+              openEnvironment(env.name, 'Build log');
+            },
+            () => {
+              createWidget?.dispose();
+              showInList();
+            }
+          );
+          createWidget = new MainAreaWidget({ content });
+          createWidget.id = 'envmgr-create';
+          createWidget.title.label = 'New environment';
+          createWidget.title.icon = envmgrIcon;
+          createWidget.title.closable = true;
+          createWidget.toolbar.hide();
+          app.shell.add(createWidget, 'main');
+        }
+        if (initial || !createWidget.content.isAttached) {
+          createWidget.content.prefill(initial, unresolved);
+        }
+        app.shell.activateById(createWidget.id);
+        createWidget.content.focusFirstControl();
+      });
+    }
+
     let interval = 3;
     model.start(interval);
     if (settingRegistry) {
       void settingRegistry.load(PLUGIN_ID).then(settings => {
         const apply = () => {
-          interval = settings.get('refreshInterval').composite as number;
-          model.start(interval);
+          const next = settings.get('refreshInterval').composite as number;
+          if (next !== interval) {
+            interval = next;
+            model.start(interval);
+          }
         };
         settings.changed.connect(apply);
         apply();
       });
     }
 
+    const fromNotebook = async (notebook: INotebookLike) => {
+      try {
+        const suggestion = await model.api.suggest({ notebook: notebook.context.model.toJSON() });
+        openCreate(
+          {
+            name: nameFromPath(notebook.context.path),
+            manager: suggestion.manager,
+            packages: suggestion.packages,
+            ...(suggestion.python ? { python: suggestion.python } : {})
+          },
+          suggestion.unresolved
+        );
+      } catch (e) {
+        Notification.error(`Could not read the notebook's imports: ${(e as Error).message}`, { autoClose: 8000 });
+      }
+    };
+
     app.commands.addCommand(CommandIDs.open, {
       label: 'Environments: Show Panel',
-      execute: () => {
-        panel.showList();
-        app.shell.activateById(panel.id);
-        panel.focusFirstControl();
-      }
+      execute: () => showInList()
     });
     app.commands.addCommand(CommandIDs.create, {
       label: 'Environments: New Environment',
-      execute: () => {
-        panel.showCreate();
-        app.shell.activateById(panel.id);
-        panel.focusFirstControl();
-      }
+      icon: addIcon,
+      execute: () => openCreate()
     });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Environments: Refresh',
       execute: () => model.refresh()
     });
-    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh]) {
+    app.commands.addCommand(CommandIDs.openEnvironment, {
+      label: args => `Environments: Open ${args.name ?? 'Environment'}`,
+      execute: args => openEnvironment(String(args.name), args.tab as Tab | undefined)
+    });
+    app.commands.addCommand(CommandIDs.fromNotebook, {
+      label: 'New Environment from This Notebook',
+      caption: "Propose an environment from the notebook's imports and %pip lines",
+      icon: envmgrIcon,
+      isEnabled: () => isNotebook(app.shell.currentWidget),
+      execute: () => {
+        const widget = app.shell.currentWidget;
+        if (isNotebook(widget)) {
+          return fromNotebook(widget);
+        }
+      }
+    });
+    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh, CommandIDs.fromNotebook]) {
       palette?.addItem({ command, category: 'Environments' });
     }
+    app.contextMenu.addItem({ command: CommandIDs.fromNotebook, selector: '.jp-Notebook', rank: 90 });
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (widget: Widget) => {
+        const notebook = widget as INotebookLike;
+        const button = new ToolbarButton({
+          icon: envmgrIcon,
+          tooltip: 'New environment from this notebook',
+          onClick: () => void fromNotebook(notebook)
+        });
+        button.addClass('jp-envmgr-from-notebook');
+        notebook.toolbar?.insertItem(10, 'envmgr-from-notebook', button);
+        revisions.watch(widget);
+        return button;
+      }
+    });
   }
 };
 

@@ -1,15 +1,17 @@
 /**
- * The panel's state: server info, the environments of a namespace, filters, and polling that
- * follows changes made elsewhere (the CLI, a magic, another tab) with a bounded interval.
+ * The panel's state: server info, the environments of a namespace fed by `GET /events` (one list
+ * when the stream (re)connects, polling only for a server without it), filters, honest status,
+ * deletes under way and audit findings.
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { EnvmgrApi, IEnvironment, IInfo, Manager } from './api';
+import { ApiError, EnvmgrApi, IAudit, IChange, IEnvironment, IInfo, Manager } from './api';
 
 export interface IFilter {
   text: string;
   label: string; // "key" or "key=value"
-  status: string; // '' for any
+  status: string; // '' for any; matched against the shown status
+  cluster: string; // '' for any
 }
 
 export const MIN_INTERVAL = 1;
@@ -23,12 +25,37 @@ export function boundedInterval(seconds: number): number {
   return Math.min(MAX_INTERVAL, Math.max(MIN_INTERVAL, seconds));
 }
 
+/**
+ * What a user can do with an environment now: one with a serving revision is `ready` whatever
+ * happens to its next revision (a failed, cancelled or running update is a notice beside it).
+ */
+export function shownStatus(env: IEnvironment): string {
+  return env.ready_revision !== null && env.kernel_name ? 'ready' : env.status;
+}
+
+/** The one-line notice beside a usable environment whose latest revision is not the one serving. */
+export function notice(env: IEnvironment): string {
+  if (shownStatus(env) !== 'ready' || env.status === 'ready') {
+    return '';
+  }
+  const what = env.status === 'warming' || env.status === 'pending' ? `building (${env.status})` : env.status;
+  return `revision ${env.revision} ${what}${env.message ? ': ' + oneLine(env.message) : ''}`;
+}
+
+/** A message as one line (the list shows one line; the full text stays in the view and the log). */
+export function oneLine(text: string): string {
+  return text.split('\n').find(line => line.trim())?.trim() ?? '';
+}
+
 export function matches(env: IEnvironment, filter: IFilter): boolean {
   const text = filter.text.trim().toLowerCase();
   if (text && !`${env.name} ${env.description} ${env.packages}`.toLowerCase().includes(text)) {
     return false;
   }
-  if (filter.status && env.status !== filter.status) {
+  if (filter.status && shownStatus(env) !== filter.status) {
+    return false;
+  }
+  if (filter.cluster && (env.cluster || '') !== filter.cluster) {
     return false;
   }
   if (filter.label.trim()) {
@@ -43,6 +70,14 @@ export function matches(env: IEnvironment, filter: IFilter): boolean {
 function requirementName(line: string): string {
   const match = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(line.split('#')[0]);
   return match ? match[1].toLowerCase().replace(/[-_.]+/g, '-') : '';
+}
+
+/** The normalized names a requirements text asks for (PEP 503), to mark requested packages. */
+export function requestedNames(manager: Manager, text: string): Set<string> {
+  const lines = manager === 'conda'
+    ? text.split('\n').filter(l => /^\s*-\s/.test(l) && !l.trim().endsWith(':')).map(l => l.replace(/^\s*-\s*/, ''))
+    : text.split('\n');
+  return new Set(lines.filter(l => !l.trim().startsWith('-')).map(requirementName).filter(Boolean));
 }
 
 /** Add a preset's lines to packages text without repeating a name (the request's own line wins). */
@@ -82,15 +117,81 @@ export function mergePackages(manager: Manager, text: string, extra: string): st
   return (text.trim() ? text.replace(/\n*$/, '\n') : '') + added.join('\n') + '\n';
 }
 
+/** The vulnerable pins of an audit replaced by their lowest fixed version: the PATCH "update to fixed versions" proposes. */
+export function fixedPackages(manager: Manager, packages: string, audit: IAudit): string {
+  const fixes = new Map<string, string>();
+  for (const v of audit.vulnerabilities) {
+    const fixed = [...v.fixed_in].sort(compareVersions)[0];
+    const key = requirementName(v.package);
+    if (fixed && (!fixes.has(key) || compareVersions(fixes.get(key) as string, fixed) < 0)) {
+      fixes.set(key, fixed); // the highest of the lowest fixes: one version that fixes every finding
+    }
+  }
+  const lines = packages.replace(/\n+$/, '').split('\n').filter(l => l.trim() !== '' || packages.trim() !== '');
+  const seen = new Set<string>();
+  const out = lines.map(line => {
+    const body = manager === 'conda' ? line.replace(/^(\s*-\s*)/, '') : line;
+    const indent = manager === 'conda' ? line.slice(0, line.length - body.length) : '';
+    const key = requirementName(body);
+    if (!key || !fixes.has(key) || (manager === 'conda' && !indent)) {
+      return line;
+    }
+    seen.add(key);
+    const name = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?)/.exec(body)?.[1] ?? key;
+    return `${indent}${name}>=${fixes.get(key)}`;
+  });
+  if (manager === 'pip') {
+    for (const [key, version] of fixes) {
+      if (!seen.has(key)) {
+        out.push(`${key}>=${version}`); // a dependency: constrain it by naming it
+      }
+    }
+  }
+  return out.filter((l, i) => l.trim() || i < out.length - 1).join('\n') + '\n';
+}
+
+/** Compare dotted versions numerically where they are numbers ("1.10" > "1.9"). */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.+-]/);
+  const pb = b.split(/[.+-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '0';
+    const y = pb[i] ?? '0';
+    const nx = Number(x);
+    const ny = Number(y);
+    const c = Number.isNaN(nx) || Number.isNaN(ny) ? x.localeCompare(y) : nx - ny;
+    if (c) {
+      return c;
+    }
+  }
+  return 0;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>(resolve => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
 export class EnvironmentsModel {
   constructor(readonly api: EnvmgrApi) {}
 
   info: IInfo | null = null;
   environments: IEnvironment[] = [];
   error = '';
-  filter: IFilter = { text: '', label: '', status: '' };
-  /** How many lists have been taken: what follows the server (the log of a build) re-reads on it. */
-  refreshes = 0;
+  filter: IFilter = { text: '', label: '', status: '', cluster: '' };
+  /** Who is signed in (the identity provider's username and display name), to show owners by name. */
+  user: { username: string; display_name: string } | null = null;
+  /** Names being deleted: the delete takes seconds (a build to cancel, files to move). */
+  deleting = new Set<string>();
+  /** Audit answers by environment name; `auditUnavailable` once the server says it has no database. */
+  audits = new Map<string, IAudit>();
+  auditUnavailable = false;
+  /** Whether the list follows `/events` right now (else it polls). */
+  live = false;
 
   get namespace(): string {
     return this.api.namespace;
@@ -98,6 +199,14 @@ export class EnvironmentsModel {
 
   get visible(): IEnvironment[] {
     return this.environments.filter(env => matches(env, this.filter));
+  }
+
+  find(name: string): IEnvironment | undefined {
+    return this.environments.find(e => e.name === name);
+  }
+
+  ownerName(owner: string): string {
+    return this.user && owner === this.user.username ? this.user.display_name || owner : owner;
   }
 
   /** Emitted on every change of state the view shows. */
@@ -119,37 +228,75 @@ export class EnvironmentsModel {
     this.api.namespace = namespace;
     this.environments = [];
     this._known.clear();
-    await this.refresh();
+    this.audits.clear();
+    if (this._seconds !== null) {
+      this.start(this._seconds); // the stream is per namespace
+    } else {
+      await this.refresh();
+    }
+  }
+
+  async loadInfo(): Promise<IInfo> {
+    if (!this.info) {
+      const info = await this.api.info();
+      if (!this.api.namespace && info.namespaces.length) {
+        this.api.namespace = info.namespaces[0];
+      }
+      this.api.dryRuns = info.clusters !== undefined; // the same server release brought both
+      this.info = info;
+    }
+    return this.info;
   }
 
   async refresh(): Promise<void> {
     try {
-      if (!this.info) {
-        this.info = await this.api.info();
-        if (!this.api.namespace && this.info.namespaces.length) {
-          this.api.namespace = this.info.namespaces[0];
-        }
-      }
+      await this.loadInfo();
       const namespace = this.api.namespace;
       const environments = await this.api.list();
       if (namespace !== this.api.namespace) {
         return; // the user switched namespaces meanwhile: this answer is about the old one
       }
-      this.observe(environments);
+      if (environments) {
+        this.observe(environments); // else unchanged since the last list (304)
+      }
       this.error = '';
-      this.refreshes++;
     } catch (e) {
       this.error = (e as Error).message;
     }
     this._changed.emit();
   }
 
-  /** Take a fresh list; tell listeners when kernels appeared or disappeared. */
+  /** Apply one change of `/events` (changes of another namespace are not ours). */
+  apply(change: IChange): void {
+    if (change.type === 'delete') {
+      if (change.namespace === this.namespace) {
+        this.deleting.delete(change.name);
+        this.observe(this.environments.filter(e => e.name !== change.name));
+      }
+    } else if (change.environment.namespace === this.namespace) {
+      const env = change.environment;
+      const at = this.environments.findIndex(e => e.name === env.name);
+      const next = [...this.environments];
+      if (at >= 0) {
+        next[at] = env;
+      } else {
+        next.push(env);
+        next.sort((a, b) => a.name.localeCompare(b.name));
+      }
+      this.observe(next);
+    }
+    this._changed.emit();
+  }
+
+  /** Take a fresh list; tell listeners when kernels appeared or disappeared; audit what newly serves. */
   observe(environments: IEnvironment[]): void {
     const readyNow = new Map(environments.filter(e => e.kernel_name).map(e => [e.name, e.ready_revision]));
     let kernels = readyNow.size !== this._known.size;
     for (const [name, revision] of readyNow) {
-      kernels = kernels || this._known.get(name) !== revision;
+      if (this._known.get(name) !== revision) {
+        kernels = true;
+        void this.loadAudit(name);
+      }
     }
     this.environments = environments;
     this._known = readyNow;
@@ -158,37 +305,125 @@ export class EnvironmentsModel {
     }
   }
 
-  /** Poll every `seconds` (bounded) until `stop()`; faster while something builds. */
-  start(seconds: number): void {
-    this.stop();
-    const interval = boundedInterval(seconds);
-    const run = this._run;
-    const tick = async () => {
-      await this.refresh();
-      if (run !== this._run) {
-        return; // stopped or restarted while this refresh was in flight: one loop only
-      }
-      this._timer = setTimeout(tick, (this.busy ? Math.min(interval, 1) : interval) * 1000);
-    };
-    void tick();
-  }
-
-  stop(): void {
-    this._run++;
-    if (this._timer !== null) {
-      clearTimeout(this._timer);
-      this._timer = null;
+  /** The audit of the serving revision (a server without an advisory database says 503 once, then is not asked). */
+  async loadAudit(name: string): Promise<void> {
+    if (this.auditUnavailable) {
+      return;
+    }
+    try {
+      this.audits.set(name, await this.api.audit(name));
+      this._changed.emit();
+    } catch (e) {
+      // 503: no advisory database is configured or reachable; anything else is about this one environment
+      this.auditUnavailable = (e as ApiError).status === 503;
     }
   }
 
-  /** Something builds: the list is worth following closely. */
+  async remove(name: string): Promise<void> {
+    this.deleting.add(name);
+    this._changed.emit();
+    try {
+      await this.api.remove(name);
+      this.apply({ type: 'delete', namespace: this.namespace, name });
+    } finally {
+      this.deleting.delete(name);
+      this._changed.emit();
+    }
+  }
+
+  /**
+   * Follow the server until `stop()`: `/events` with one list per (re)connection; a server without
+   * the stream is polled every `seconds` (bounded), every second while something builds.
+   */
+  start(seconds: number): void {
+    this.stop();
+    this._seconds = seconds;
+    const interval = boundedInterval(seconds);
+    const controller = new AbortController();
+    this._abort = controller;
+    const signal = controller.signal;
+    void (async () => {
+      let streams = true;
+      let backoff = 1;
+      await this.loadInfo().catch(() => undefined); // the namespace the stream is about
+      while (!signal.aborted) {
+        const listed = this.refresh();
+        if (streams) {
+          this.live = true;
+          try {
+            await this.api.events(change => this.apply(change), signal);
+            backoff = 1; // it ran and ended (a server restart, a proxy's timeout): reconnect soon
+          } catch (e) {
+            const status = (e as ApiError).status;
+            streams = !(status === 404 || status === 405 || status === 501);
+            backoff = Math.min(interval, backoff * 2);
+          }
+          this.live = false;
+        }
+        await listed;
+        await sleep((streams ? backoff : this.busy ? Math.min(interval, 1) : interval) * 1000, signal);
+      }
+    })();
+  }
+
+  stop(): void {
+    this._abort?.abort();
+    this._abort = null;
+  }
+
+  /** Something builds: a polled list is worth following closely. */
   get busy(): boolean {
     return this.environments.some(e => e.status === 'pending' || e.status === 'warming');
   }
 
-  private _run = 0;
-  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _seconds: number | null = null;
+  private _abort: AbortController | null = null;
   private _known = new Map<string, number | null>();
   private _changed = new Signal<this, void>(this);
   private _kernelsChanged = new Signal<this, void>(this);
+}
+
+export interface ILockChange {
+  name: string;
+  change: 'added' | 'removed' | 'changed';
+  from?: string;
+  to?: string;
+}
+
+/** name → version of a lock: `name==version` lines (pip, uv) or `name=version=build` (conda); comments and options skipped. */
+export function parseLock(lock: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const raw of lock.split('\n')) {
+    const line = raw.split('#')[0].split(';')[0].split(' \\')[0].trim();
+    const match = /^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:===?|@)\s*([^\s=]+)/.exec(line);
+    if (match) {
+      out.set(match[1].toLowerCase().replace(/[-_.]+/g, '-'), match[2]);
+    }
+  }
+  return out;
+}
+
+/** What changed between two locks, by package, sorted by name. */
+export function diffLocks(before: string, after: string): ILockChange[] {
+  const a = parseLock(before);
+  const b = parseLock(after);
+  const out: ILockChange[] = [];
+  for (const name of [...new Set([...a.keys(), ...b.keys()])].sort()) {
+    const from = a.get(name);
+    const to = b.get(name);
+    if (from === undefined) {
+      out.push({ name, change: 'added', to });
+    } else if (to === undefined) {
+      out.push({ name, change: 'removed', from });
+    } else if (from !== to) {
+      out.push({ name, change: 'changed', from, to });
+    }
+  }
+  return out;
+}
+
+/** A name for an environment made from a notebook: its file name as a DNS label. */
+export function nameFromPath(path: string): string {
+  const stem = (path.split('/').pop() || '').replace(/\.[^.]*$/, '');
+  return stem.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '') || 'from-notebook';
 }

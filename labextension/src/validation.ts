@@ -1,6 +1,6 @@
 /**
- * The server's field rules (API.md), as one table that every field of the form checks against.
- * The server remains the judge; this lets the form say what is wrong while the user types.
+ * The field syntax of API.md that never depends on a policy, as one table: it answers at once while
+ * the server's dry run (`?dry_run=1`, debounced) judges everything, policy included.
  */
 import type { Manager } from './api';
 
@@ -52,15 +52,8 @@ export const RULES: Record<string, Check> = {
     }
   },
   gpu: v => (/^\d+$/.test(v) && Number(v) <= 64 ? null : 'a whole number of GPUs, 0-64'),
-  pipPackages: text => {
-    if (YAML_KEY.test(text)) {
-      return 'this is an environment.yaml: choose CONDA, or write one requirement per line';
-    }
-    const at = text.split('\n').findIndex(line => line.trim().startsWith('-'));
-    return at < 0
-      ? null
-      : `line ${at + 1}: option lines (-r, -e, --index-url, ...) are not allowed: list packages, put indexes under extra index URLs`;
-  },
+  // Option lines, local paths and URLs are the administrator's policy: only the server's dry run judges them.
+  pipPackages: text => (YAML_KEY.test(text) ? 'this is an environment.yaml: choose CONDA, or write one requirement per line' : null),
   condaPackages: text => (!text.trim() || YAML_KEY.test(text) ? null : 'an environment.yaml needs a "dependencies:" list')
 };
 
@@ -118,4 +111,14 @@ export function pairsToObject(rows: [string, string][]): Record<string, string> 
     }
   }
   return out;
+}
+
+/**
+ * Which row a message about a field of rows is about: the row whose key (or URL) the message quotes,
+ * or names before a colon. -1 when none is named (the message then belongs to the whole group).
+ */
+export function rowOf(message: string, keys: string[]): number {
+  return keys.findIndex(
+    key => !!key && (message.includes(`'${key}'`) || message.includes(`"${key}"`) || message.startsWith(`${key}: `) || message.includes(`: ${key}: `))
+  );
 }

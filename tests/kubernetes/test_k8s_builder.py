@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 import os
 
-from jupyter_envmgr.builders import k8s_objects as objects
+import pytest
+
+from jupyter_envmgr.app import EnvManagerApp
 from jupyter_envmgr.builders.base import Build
-from jupyter_envmgr.builders.kubernetes import KubernetesBuilder, KubeSettings
+from jupyter_envmgr.builders.kubernetes import KubernetesBuilder
 from jupyter_envmgr.recipes import BuildPaths
 from jupyter_envmgr.spec import EnvSpec
+
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
 
 PVC = "jupyter-envmgr"
 
 
 def builder(standin, root: str, **job) -> KubernetesBuilder:
-    opts = objects.JobOptions(pvc_name=PVC, mount_path=root, termination_grace_period_seconds=2, **job)
-    return KubernetesBuilder(KubeSettings(root=root, job=opts, namespaces=["default"], context="standin",
-                                          config_file=standin.kubeconfig, api_timeout=2.0, api_retries=2,
-                                          api_retry_backoff=0.2, watch_timeout=15, start_timeout=30.0, result_grace=2.0))
+    return KubernetesBuilder(EnvManagerApp(
+        root_dir=root, namespaces=["default"], kubernetes_pvc_name=PVC, kubernetes_context="standin",
+        kubernetes_config_file=standin.kubeconfig, kubernetes_api_timeout=2.0, kubernetes_api_retries=2,
+        kubernetes_api_retry_backoff=0.2, kubernetes_watch_timeout=15, kubernetes_start_timeout=30.0,
+        kubernetes_termination_grace_period_seconds=2, **{f"kubernetes_{k}": v for k, v in job.items()}))
 
 
 def build(root: str, name: str, code: str) -> Build:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from helpers import unique
+
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
 
 PVC_PATH = "/persistentvolumeclaims/jupyter-envmgr"
 

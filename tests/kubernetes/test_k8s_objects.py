@@ -8,17 +8,17 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, V1Job
 
-from jupyter_envmgr.builders import k8s_objects as objects
-from jupyter_envmgr.builders.kubernetes import app_from_config, render_job_yaml
-from jupyter_envmgr.cli import build_parser, run
+from jupyter_envmgr.app import EnvManagerApp
+from jupyter_envmgr.builders.kubernetes import objects, render_job_yaml
+from jupyter_envmgr.cli import app_from_config, build_parser, run
 
 ROOT = "/srv/envmgr"
 
 
 def manifest(gpu: int = 0, **options) -> dict:
-    opts = objects.JobOptions(pvc_name="jupyter-envmgr", mount_path=ROOT, requests={"cpu": "500m", "memory": "1Gi"},
-                              limits={"memory": "4Gi"}, **options)
-    return objects.job_manifest(opts, namespace="team-a", env_name="torch", revision=3, name=objects.job_name("torch", 3, "abc123"),
+    config = EnvManagerApp(root_dir=ROOT, kubernetes_requests={"cpu": "500m", "memory": "1Gi"},
+                           kubernetes_limits={"memory": "4Gi"}, **{f"kubernetes_{k}": v for k, v in options.items()})
+    return objects.job_manifest(config, claim="jupyter-envmgr", mount_path=ROOT, active_deadline=3600, namespace="team-a", env_name="torch", revision=3, name=objects.job_name("torch", 3, "abc123"),
                                 plan_path=f"{ROOT}/envs/team-a/torch/builds/rev-0003/plan.json",
                                 runner_path=f"{ROOT}/.envmgr/runner-0123456789ab.py", gpu=gpu)
 
@@ -117,3 +117,19 @@ def test_render_job_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
     text = render_job_yaml(app_from_config(), "other", namespace="team-b", revision=2)
     assert yaml.safe_load(text)["metadata"]["labels"]["envmgr.jupyter.org/revision"] == "2"
+
+
+def test_render_job_for_a_cluster(tmp_path, capsys):
+    config = tmp_path / "jupyter_server_config.json"
+    config.write_text(json.dumps({"EnvManagerApp": {"backend": "kubernetes", "root_dir": ROOT, "clusters": {
+        "east": {"context": "east", "namespaces": ["team-a"]},
+        "west": {"context": "west", "namespaces": ["team-b"], "pvc_name": "west-envs", "mount_path": "/srv/west"}}}}))
+    assert run(build_parser().parse_args(["render-job", "torch", "--cluster", "west", "--config", str(config)])) == 0
+    m = yaml.safe_load(capsys.readouterr().out)
+    pod = m["spec"]["template"]["spec"]
+    assert m["metadata"]["namespace"] == "team-b"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "west-envs"
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/srv/west"
+    assert pod["containers"][0]["command"][2].startswith("/srv/west/envs/team-b/torch/")
+    assert run(build_parser().parse_args(["render-job", "torch", "--cluster", "north", "--config", str(config)])) == 2
+    assert "no cluster 'north'; configured: east, west" in capsys.readouterr().err

@@ -15,7 +15,10 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from helpers import unique
+
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
 
 
 def free_port() -> int:

@@ -7,7 +7,10 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from jupyter_envmgr.builders import k8s_objects as objects
+from jupyter_envmgr.app import EnvManagerApp
+from jupyter_envmgr.builders.kubernetes import objects
+
+pytestmark = pytest.mark.slow  # servers, builds and the stand-in's processes
 
 
 @pytest.fixture
@@ -20,8 +23,8 @@ def kube(standin):
 
 
 def job(envmgr_root, name: str, code: str, **edit) -> client.V1Job:
-    opts = objects.JobOptions(pvc_name="jupyter-envmgr", mount_path=envmgr_root, termination_grace_period_seconds=2)
-    m = objects.job_manifest(opts, namespace="default", env_name="x", revision=1, name=name,
+    config = EnvManagerApp(root_dir=envmgr_root, kubernetes_termination_grace_period_seconds=2)
+    m = objects.job_manifest(config, claim="jupyter-envmgr", mount_path=envmgr_root, active_deadline=3600, namespace="default", env_name="x", revision=1, name=name,
                              plan_path=f"{envmgr_root}/plan.json", runner_path=f"{envmgr_root}/runner.py")
     m["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c", code]
     for path, value in edit.items():

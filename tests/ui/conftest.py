@@ -34,7 +34,7 @@ def free_port() -> int:
 class Lab:
     """One `jupyter lab` process: its URL, token and log."""
 
-    def __init__(self, base):
+    def __init__(self, base, extra_args=()):
         self.port = free_port()
         self.token = os.urandom(12).hex()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -42,6 +42,7 @@ class Lab:
         dirs = {name: base / name for name in ("config", "data", "runtime", "notebooks", "envmgr-root")}
         for path in dirs.values():
             path.mkdir()
+        self.notebooks = dirs["notebooks"]
         # The extension on, the app reachable from the page, and no "news?" toast over the panel.
         (dirs["config"] / "jupyter_server_config.json").write_text(json.dumps({
             "ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}},
@@ -61,7 +62,7 @@ class Lab:
         argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                 f"--IdentityProvider.token={self.token}", "--ServerApp.allow_root=True",
                 f"--ServerApp.root_dir={dirs['notebooks']}",
-                "--ServerApp.port_retries=0"]
+                "--ServerApp.port_retries=0", *extra_args]
         cache = os.environ.get("ENVMGR_TEST_UV_CACHE")
         if cache:
             os.makedirs(cache, exist_ok=True)
@@ -122,15 +123,19 @@ def browser(tmp_path_factory):
         context.close()
 
 
-@pytest.fixture
-def page(browser, lab):
-    """JupyterLab loaded, its app exposed as window.jupyterapp, the environments icon in the sidebar."""
+def open_lab(browser, lab):
+    """JupyterLab of `lab` loaded in a new page, its app exposed as window.jupyterapp, the environments icon in the sidebar."""
     page = browser.new_page()
     page.set_default_timeout(30000)
     page.goto(f"{lab.url}lab?token={lab.token}&reset")
     page.wait_for_function("window.jupyterapp !== undefined && document.querySelector('[data-id=\"jp-envmgr-panel\"]')",
                            timeout=60000)
     return page
+
+
+@pytest.fixture
+def page(browser, lab):
+    return open_lab(browser, lab)
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-import { ApiError, EnvmgrApi, IEnvironment, ITransport } from '../api';
-import { boundedInterval, EnvironmentsModel, matches, mergePackages } from '../model';
+import { ApiError, EnvmgrApi, IEnvironment, ITransport, parseEventStream } from '../api';
+import {
+  boundedInterval, compareVersions, diffLocks, EnvironmentsModel, fixedPackages, matches, mergePackages, notice, oneLine,
+  requestedNames, shownStatus
+} from '../model';
 
 function env(name: string, fields: Partial<IEnvironment> = {}): IEnvironment {
   return {
@@ -30,8 +33,8 @@ class FakeServer {
 
 describe('filters', () => {
   const a = env('alpha', { labels: { team: 'a' }, description: 'vision' });
-  const b = env('beta', { labels: { team: 'b' }, status: 'failed' });
-  const none = { text: '', label: '', status: '' };
+  const b = env('beta', { labels: { team: 'b' }, status: 'failed', ready_revision: null, kernel_name: null });
+  const none = { text: '', label: '', status: '', cluster: '' };
 
   it('match text in name, description or packages, case-insensitively', () => {
     expect(matches(a, none)).toBe(true);
@@ -52,7 +55,7 @@ describe('filters', () => {
   });
 });
 
-describe('polling', () => {
+describe('following the server', () => {
   afterEach(() => jest.useRealTimers());
 
   it('keeps a user interval within 1-60 seconds', () => {
@@ -62,11 +65,39 @@ describe('polling', () => {
     expect(boundedInterval(NaN)).toBe(3);
   });
 
-  it('polls at the interval, every second while something builds, and stops', async () => {
+  it('lists once, then applies /events changes without listing again', async () => {
+    const server = new FakeServer();
+    server.environments = [env('one')];
+    let push: (text: string) => void = () => undefined;
+    const transport: ITransport = server.transport;
+    transport.stream = (path, onText, signal) => {
+      server.seen.push(`STREAM ${path}`);
+      push = onText;
+      return new Promise(resolve => signal.addEventListener('abort', () => resolve(200)));
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    model.start(3);
+    await new Promise(r => setTimeout(r, 10));
+    expect(model.environments.map(e => e.name)).toEqual(['one']);
+    push(': keep-alive\n\ndata: {"type": "upsert", "environment": ' + JSON.stringify(env('two', { status: 'warming', ready_revision: null, kernel_name: null })) + '}\n\n');
+    push('data: {"type": "delete", "namespace": "default", "name": "one"}\n');
+    expect(model.environments.map(e => e.name)).toEqual(['one', 'two']); // the delete is not complete yet
+    push('\n');
+    expect(model.environments.map(e => e.name)).toEqual(['two']);
+    push('data: {"type": "delete", "namespace": "team", "name": "two"}\n\n');
+    expect(model.environments.map(e => e.name)).toEqual(['two']); // another namespace's change
+    expect(server.seen.filter(r => r.startsWith('GET envmgr/api/environments?')).length).toBe(1);
+    expect(server.seen).toContain('STREAM envmgr/api/events?namespace=default');
+    model.stop();
+  });
+
+  it('polls at the interval (every second while something builds) when the server has no /events, and stops', async () => {
     jest.useFakeTimers();
     const server = new FakeServer();
-    const model = new EnvironmentsModel(new EnvmgrApi(server.transport));
-    const lists = () => server.seen.filter(r => r.startsWith('GET envmgr/api/environments')).length;
+    const transport: ITransport = server.transport;
+    transport.stream = async () => 404;
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    const lists = () => server.seen.filter(r => r.startsWith('GET envmgr/api/environments?')).length;
     model.start(10);
     await jest.advanceTimersByTimeAsync(0);
     expect(lists()).toBe(1);
@@ -82,18 +113,83 @@ describe('polling', () => {
     expect(lists()).toBe(5);
   });
 
-  it('runs one loop only when restarted while a refresh is in flight (a settings change)', async () => {
+  it('reconnects a stream that ends, with one list each time, and one loop only across restarts', async () => {
     jest.useFakeTimers();
     const server = new FakeServer();
-    const model = new EnvironmentsModel(new EnvmgrApi(server.transport));
-    const lists = () => server.seen.filter(r => r.startsWith('GET envmgr/api/environments')).length;
+    const transport: ITransport = server.transport;
+    let streams = 0;
+    transport.stream = async () => {
+      streams++;
+      return 200; // ends at once (a proxy timeout)
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    const lists = () => server.seen.filter(r => r.startsWith('GET envmgr/api/environments?')).length;
     model.start(5);
-    model.start(5); // the first tick has not answered yet
+    model.start(5);
     await jest.advanceTimersByTimeAsync(0);
-    const first = lists();
-    await jest.advanceTimersByTimeAsync(5000);
-    expect(lists()).toBe(first + 1);
+    expect(streams).toBe(1);
+    await jest.advanceTimersByTimeAsync(1000);
+    expect(streams).toBe(2);
+    expect(lists()).toBe(streams); // one list per connection; the first start ended before it listed
     model.stop();
+  });
+});
+
+describe('honest status', () => {
+  it('shows an environment with a serving revision as ready, its failed or running update as a notice', () => {
+    const failed = env('a', { status: 'failed', revision: 2, ready_revision: 1, message: 'no matching distribution for envmgr-nope\nuv said more' });
+    expect(shownStatus(failed)).toBe('ready');
+    expect(notice(failed)).toBe('revision 2 failed: no matching distribution for envmgr-nope');
+    expect(shownStatus(env('b', { status: 'cancelled', revision: 3 }))).toBe('ready');
+    expect(notice(env('c', { status: 'warming', revision: 2 }))).toMatch(/^revision 2 building/);
+    expect(notice(env('d'))).toBe('');
+    const first = env('e', { status: 'failed', ready_revision: null, kernel_name: null, message: 'x' });
+    expect(shownStatus(first)).toBe('failed');
+    expect(notice(first)).toBe('');
+  });
+
+  it('filters by the shown status', () => {
+    const none = { text: '', label: '', status: '', cluster: '' };
+    const updateFailed = env('a', { status: 'failed', revision: 2 });
+    expect(matches(updateFailed, { ...none, status: 'ready' })).toBe(true);
+    expect(matches(updateFailed, { ...none, status: 'failed' })).toBe(false);
+  });
+
+  it('cuts messages to their first line', () => {
+    expect(oneLine('\n  first\nsecond')).toBe('first');
+  });
+});
+
+describe('locks and audits', () => {
+  it('diffs two locks by package', () => {
+    const a = 'six==1.16.0 \\\n    --hash=sha256:abc\nnumpy==2.0.0\n# via x\nold==1\n';
+    const b = 'six==1.17.0\nnumpy==2.0.0\nnew-pkg==0.1 ; python_version >= "3"\n';
+    expect(diffLocks(a, b)).toEqual([
+      { name: 'new-pkg', change: 'added', to: '0.1' },
+      { name: 'old', change: 'removed', from: '1' },
+      { name: 'six', change: 'changed', from: '1.16.0', to: '1.17.0' }
+    ]);
+    expect(diffLocks(a, a)).toEqual([]);
+  });
+
+  it('proposes the fixed versions: requested pins raised, dependencies constrained', () => {
+    const audit = {
+      revision: 1, checked: '', database: 'osv',
+      vulnerabilities: [
+        { package: 'urllib3', version: '1.26.0', id: 'GHSA-1', aliases: [], summary: '', fixed_in: ['1.26.5', '2.0.1'] },
+        { package: 'urllib3', version: '1.26.0', id: 'GHSA-2', aliases: [], summary: '', fixed_in: ['1.26.18'] },
+        { package: 'Jinja2', version: '2.0', id: 'GHSA-3', aliases: [], summary: '', fixed_in: ['2.11.3'] },
+        { package: 'nofix', version: '1', id: 'GHSA-4', aliases: [], summary: '', fixed_in: [] }
+      ]
+    };
+    expect(fixedPackages('pip', 'urllib3==1.26.0\nrequests[socks]\n# keep\n', audit)).toBe('urllib3>=1.26.18\nrequests[socks]\n# keep\njinja2>=2.11.3\n');
+    expect(fixedPackages('conda', 'dependencies:\n  - jinja2=2.0\n', audit)).toBe('dependencies:\n  - jinja2>=2.11.3\n');
+    expect(compareVersions('1.10', '1.9')).toBeGreaterThan(0);
+  });
+
+  it('marks what the packages text asks for, by normalized name', () => {
+    expect([...requestedNames('pip', 'Scikit_Learn>=1\n-e ./x\n# c\nsix\n')]).toEqual(['scikit-learn', 'six']);
+    expect([...requestedNames('conda', 'dependencies:\n  - numpy=2\n  - pip:\n    - six\n')]).toEqual(['numpy', 'six']);
   });
 });
 
@@ -184,6 +280,20 @@ describe('refresh', () => {
 });
 
 describe('api client', () => {
+  it('takes the field from the error body', async () => {
+    const api = new EnvmgrApi(async () => ({ status: 403, text: '', json: { message: "index_urls: 'https://x/simple' is not allowed", reason: 'forbidden', field: 'index_urls' } }));
+    await expect(api.create({ name: 'x' }, true)).rejects.toMatchObject({ status: 403, field: 'index_urls' });
+  });
+
+  it('asks for a dry run with ?dry_run=1 and reads SSE data lines', async () => {
+    const server = new FakeServer();
+    const api = new EnvmgrApi(server.transport, 'team');
+    await api.create({ name: 'x', namespace: 'team' }, true).catch(() => undefined);
+    await api.update('x', { description: 'd' }, true).catch(() => undefined);
+    expect(server.seen).toEqual(['POST envmgr/api/environments?namespace=team&dry_run=1', 'PATCH envmgr/api/environments/x?dry_run=1&namespace=team']);
+    expect(parseEventStream('data: {"a":1}\r\n\r\n: ping\n\ndata: {"b"')).toEqual({ data: ['{"a":1}'], rest: 'data: {"b"' });
+  });
+
   it('turns refusals into ApiError naming the field', async () => {
     const api = new EnvmgrApi(async () => ({ status: 422, text: '', json: { message: 'name: use lowercase', reason: 'invalid_field' } }));
     await expect(api.create({ name: 'Bad' })).rejects.toMatchObject({ status: 422, reason: 'invalid_field', field: 'name' });
@@ -210,5 +320,74 @@ describe('api client', () => {
       'GET envmgr/api/info',
       'GET envmgr/api/environments/x/log?revision=2&namespace=team'
     ]);
+  });
+});
+
+describe('conditional lists', () => {
+  it("sends the last list's ETag and keeps the list on 304", async () => {
+    const seen: (string | undefined)[] = [];
+    let environments = [env('one')];
+    const transport: ITransport = async (method, path, body, headers) => {
+      if (path === 'envmgr/api/info') {
+        return { status: 200, text: '', json: { namespaces: ['default'] } };
+      }
+      if (path.startsWith('envmgr/api/environments?')) {
+        seen.push(headers?.['If-None-Match']);
+        const tag = `"${environments.length}"`;
+        return headers?.['If-None-Match'] === tag
+          ? { status: 304, text: '', json: null }
+          : { status: 200, text: '', json: { environments }, etag: tag };
+      }
+      return { status: 404, text: '', json: null };
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    await model.refresh();
+    expect(model.environments.map(e => e.name)).toEqual(['one']);
+    environments = [env('one'), env('two')];
+    await model.refresh();
+    expect(model.environments.map(e => e.name)).toEqual(['one', 'two']);
+    expect(seen).toEqual([undefined, '"1"', '"1"']);
+  });
+
+  it('lists a namespace afresh when the user comes back to it', async () => {
+    const server = new FakeServer();
+    server.environments = [env('one')];
+    const transport: ITransport = async (method, path, body, headers) => {
+      const response = await server.transport(method, path, body);
+      if (path.startsWith('envmgr/api/environments?')) {
+        return headers?.['If-None-Match'] === '"x"' ? { status: 304, text: '', json: null } : { ...response, etag: '"x"' };
+      }
+      return response;
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    await model.setNamespace('team');
+    await model.setNamespace('default');
+    expect(model.environments.map(e => e.name)).toEqual(['one']);
+  });
+});
+
+describe('delete', () => {
+  it('shows the delete under way until the server answers, then drops the environment', async () => {
+    const server = new FakeServer();
+    server.environments = [env('one'), env('two')];
+    let answer: () => void = () => undefined;
+    const transport: ITransport = async (method, path, body) => {
+      if (method === 'DELETE') {
+        await new Promise<void>(resolve => (answer = resolve));
+        return { status: 204, text: '', json: null };
+      }
+      return server.transport(method, path, body);
+    };
+    const model = new EnvironmentsModel(new EnvmgrApi(transport));
+    await model.refresh();
+    const removing = model.remove('one');
+    expect(model.deleting.has('one')).toBe(true);
+    await Promise.resolve();
+    answer();
+    await removing;
+    expect(model.deleting.has('one')).toBe(false);
+    expect(model.environments.map(e => e.name)).toEqual(['two']);
   });
 });

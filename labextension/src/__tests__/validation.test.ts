@@ -1,4 +1,4 @@
-import { IFormState, pairsToObject, RULES, validateForm } from '../validation';
+import { IFormState, pairsToObject, rowOf, RULES, validateForm } from '../validation';
 
 const form: IFormState = {
   name: 'good-name',
@@ -60,7 +60,7 @@ describe('a form', () => {
     const errors = validateForm({
       ...form,
       name: 'Bad',
-      packages: 'six\n-r other.txt\n',
+      packages: 'dependencies:\n  - six\n',
       indexUrls: ['ftp://x'],
       labels: [['bad key', 'v']],
       annotations: [['/x', 'v']],
@@ -69,7 +69,7 @@ describe('a form', () => {
     });
     expect(Object.keys(errors).sort()).toEqual(['annotations', 'env_vars', 'gpu', 'index_urls', 'labels', 'name', 'packages']);
     expect(errors.name).toBe(RULES.name('Bad'));
-    expect(errors.packages).toMatch(/^line 2: /);
+    expect(errors.packages).toMatch(/CONDA/);
     expect(errors.labels).toMatch(/^bad key: /);
   });
 
@@ -83,5 +83,19 @@ describe('a form', () => {
 
   it('turns key/value rows into objects without empty rows', () => {
     expect(pairsToObject([['a', '1'], ['', ''], ['b', '']])).toEqual({ a: '1', b: '' });
+  });
+});
+
+describe('row errors', () => {
+  it('find the row a server message quotes, or none', () => {
+    const keys = ['team', 'bad key', ''];
+    expect(rowOf("labels: key 'bad key': use 1-63 letters", keys)).toBe(1);
+    expect(rowOf('bad key: use 1-63 letters', keys)).toBe(1);
+    expect(rowOf('labels: must be an object', keys)).toBe(-1);
+    expect(rowOf("index_urls: 'https://***@host/simple' is not allowed", ['https://a/simple', 'https://***@host/simple'])).toBe(1);
+  });
+
+  it('let option lines through to the server (the policy may allow -e)', () => {
+    expect(RULES.pipPackages('-e ./pkg\nsix\n')).toBeNull();
   });
 });

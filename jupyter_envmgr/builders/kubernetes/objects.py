@@ -1,14 +1,13 @@
 """Kubernetes manifests and status readings for build Jobs, as pure functions.
 
-Nothing here talks to an API server: every function takes plain data and returns plain data
-(dicts in the API's own camelCase JSON shape), so what a create would submit can be rendered,
-reviewed and tested without a cluster (`jupyter envmgr render-job`).
+Nothing here talks to an API server: every function takes plain data (and the settings object, whose
+`kubernetes_*` traits it reads) and returns plain data (dicts in the API's own camelCase JSON shape), so what
+a create would submit can be rendered, reviewed and tested without a cluster (`jupyter envmgr render-job`).
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from typing import Optional
 
 MANAGED_BY = "jupyter-envmgr"
@@ -28,36 +27,6 @@ DEFAULT_IMAGE = "astral/uv:0.8.11-python3.12-bookworm-slim"
 FATAL_WAITING = {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
 #: Waiting reasons worth showing while a pod does not start (it may still start later).
 SLOW_WAITING = {"ErrImagePull", "ImagePullBackOff", "CreateContainerError", "RunContainerError"}
-
-
-@dataclass
-class JobOptions:
-    """Everything the administrator configures about build Jobs (c.EnvManagerApp.kubernetes_*)."""
-
-    pvc_name: str
-    mount_path: str
-    image: str = DEFAULT_IMAGE
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secrets: list = field(default_factory=list)
-    python: str = "python"
-    requests: dict = field(default_factory=dict)
-    limits: dict = field(default_factory=dict)
-    gpu_resource: str = "nvidia.com/gpu"
-    node_selector: dict = field(default_factory=dict)
-    tolerations: list = field(default_factory=list)
-    gpu_node_selector: dict = field(default_factory=dict)
-    gpu_tolerations: list = field(default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
-    active_deadline_seconds: int = 3600
-    ttl_seconds_after_finished: Optional[int] = 3600
-    run_as_user: int = 1000
-    run_as_group: int = 100
-    fs_group: Optional[int] = None
-    service_account: str = ""
-    priority_class_name: str = ""
-    termination_grace_period_seconds: int = 10
-    extra_labels: dict = field(default_factory=dict)
-    extra_annotations: dict = field(default_factory=dict)
-    extra_env: dict = field(default_factory=dict)
 
 
 def labels(namespace: str, name: str, revision: int, extra: Optional[dict] = None) -> dict:
@@ -87,15 +56,15 @@ def runner_file_name(runner_source: bytes) -> str:
     return f"runner-{hashlib.sha256(runner_source).hexdigest()[:12]}.py"
 
 
-def pod_security_context(opts: JobOptions) -> dict:
+def pod_security_context(config) -> dict:
     ctx = {
         "runAsNonRoot": True,
-        "runAsUser": opts.run_as_user,
-        "runAsGroup": opts.run_as_group,
+        "runAsUser": config.kubernetes_run_as_user,
+        "runAsGroup": config.kubernetes_run_as_group,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    if opts.fs_group is not None:
-        ctx["fsGroup"] = opts.fs_group
+    if config.kubernetes_fs_group >= 0:
+        ctx["fsGroup"] = config.kubernetes_fs_group
         ctx["fsGroupChangePolicy"] = "OnRootMismatch"
     return ctx
 
@@ -111,13 +80,13 @@ def container_security_context() -> dict:
     }
 
 
-def resources(opts: JobOptions, gpu: int) -> dict:
-    requests = {k: str(v) for k, v in opts.requests.items()}
-    limits = {k: str(v) for k, v in opts.limits.items()}
+def resources(config, gpu: int) -> dict:
+    requests = {k: str(v) for k, v in config.kubernetes_requests.items()}
+    limits = {k: str(v) for k, v in config.kubernetes_limits.items()}
     if gpu > 0:
         # Extended resources must be equal in requests and limits.
-        requests[opts.gpu_resource] = str(gpu)
-        limits[opts.gpu_resource] = str(gpu)
+        requests[config.kubernetes_gpu_resource] = str(gpu)
+        limits[config.kubernetes_gpu_resource] = str(gpu)
     out = {}
     if requests:
         out["requests"] = requests
@@ -127,8 +96,11 @@ def resources(opts: JobOptions, gpu: int) -> dict:
 
 
 def job_manifest(
-    opts: JobOptions,
+    config,
     *,
+    claim: str,
+    mount_path: str,
+    active_deadline: int,
     namespace: str,
     env_name: str,
     revision: int,
@@ -137,58 +109,58 @@ def job_manifest(
     runner_path: str,
     gpu: int = 0,
 ) -> dict:
-    """The batch/v1 Job that runs `python runner.py PLAN` on the shared volume."""
-    meta_labels = labels(namespace, env_name, revision, opts.extra_labels)
-    annotations = dict(opts.extra_annotations)
+    """The batch/v1 Job that runs `python runner.py PLAN` on the shared volume (the claim at `mount_path`)."""
+    meta_labels = labels(namespace, env_name, revision, config.kubernetes_extra_labels)
+    annotations = dict(config.kubernetes_extra_annotations)
     annotations[ANNOTATION_PLAN] = plan_path
-    annotations[ANNOTATION_ROOT] = opts.mount_path
+    annotations[ANNOTATION_ROOT] = mount_path
     env = {"PYTHONUNBUFFERED": "1", "HOME": "/tmp", "JUPYTER_ENVMGR_BUILD": f"{namespace}/{env_name}/{revision}"}
-    env.update({k: str(v) for k, v in opts.extra_env.items()})
+    env.update({k: str(v) for k, v in config.kubernetes_extra_env.items()})
     container = {
         "name": CONTAINER,
-        "image": opts.image,
-        "imagePullPolicy": opts.image_pull_policy,
-        "command": [opts.python, runner_path, plan_path],
+        "image": config.kubernetes_image,
+        "imagePullPolicy": config.kubernetes_image_pull_policy,
+        "command": [config.kubernetes_python, runner_path, plan_path],
         "workingDir": "/tmp",
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "volumeMounts": [{"name": VOLUME, "mountPath": opts.mount_path}],
+        "volumeMounts": [{"name": VOLUME, "mountPath": mount_path}],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    res = resources(opts, gpu)
+    res = resources(config, gpu)
     if res:
         container["resources"] = res
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": opts.termination_grace_period_seconds,
-        "securityContext": pod_security_context(opts),
+        "terminationGracePeriodSeconds": config.kubernetes_termination_grace_period_seconds,
+        "securityContext": pod_security_context(config),
         "containers": [container],
-        "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": opts.pvc_name}}],
+        "volumes": [{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim}}],
     }
-    if opts.service_account:
-        pod_spec["serviceAccountName"] = opts.service_account
-    if opts.priority_class_name:
-        pod_spec["priorityClassName"] = opts.priority_class_name
-    if opts.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
-    node_selector = dict(opts.node_selector)
-    tolerations = list(opts.tolerations)
+    if config.kubernetes_service_account:
+        pod_spec["serviceAccountName"] = config.kubernetes_service_account
+    if config.kubernetes_priority_class_name:
+        pod_spec["priorityClassName"] = config.kubernetes_priority_class_name
+    if config.kubernetes_image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in config.kubernetes_image_pull_secrets]
+    node_selector = dict(config.kubernetes_node_selector)
+    tolerations = list(config.kubernetes_tolerations)
     if gpu > 0:
-        node_selector.update(opts.gpu_node_selector)
-        tolerations += [t for t in opts.gpu_tolerations if t not in tolerations]
+        node_selector.update(config.kubernetes_gpu_node_selector)
+        tolerations += [t for t in config.kubernetes_gpu_tolerations if t not in tolerations]
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:
         pod_spec["tolerations"] = tolerations
     spec = {
         "backoffLimit": 0,
-        "activeDeadlineSeconds": int(opts.active_deadline_seconds),
+        "activeDeadlineSeconds": int(active_deadline),
         "template": {"metadata": {"labels": dict(meta_labels), "annotations": dict(annotations)}, "spec": pod_spec},
     }
-    if opts.ttl_seconds_after_finished is not None:
-        spec["ttlSecondsAfterFinished"] = int(opts.ttl_seconds_after_finished)
+    if config.kubernetes_ttl_seconds_after_finished >= 0:
+        spec["ttlSecondsAfterFinished"] = int(config.kubernetes_ttl_seconds_after_finished)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
