@@ -717,9 +717,10 @@ class EnvironmentManager:
         """A pip revision whose resolved lock equals a ready revision's: a hard-linked copy of it, no install.
 
         True when the revision is ready that way; False (nothing left behind) and the build goes on as
-        usual when there is no such revision, the spec runs an init script, or anything fails. The copy
-        of the revision that uv's cache alone resolves to (`--offline`, milliseconds) starts while the
-        index is asked (the resolution that decides), so a re-create costs about one resolution.
+        usual when there is no such revision, the spec runs an init script, or anything fails. Only when
+        what uv's cache alone resolves to (`--offline`, milliseconds) is a ready revision's lock is the
+        index asked (the resolution that decides), while the copy is made: a re-create costs about one
+        resolution, and any other build no more than before.
         """
         spec = build.spec
         if not self.settings.reuse_revisions or spec.manager != "pip" or spec.init_script.strip():
@@ -731,24 +732,17 @@ class EnvironmentManager:
             if not candidates:
                 return False
             source = await self.records.run(self._resolve_input, build)
-            online = asyncio.ensure_future(self._resolve_lock(build, source))
             guess = await self._resolve_lock(build, source, offline=True)
             found = await self.records.run(sharing.find_same_lock, guess, candidates) if guess else None
-            if found is not None:
-                copying = asyncio.ensure_future(self.records.run(sharing.link_copy, found[0], build.paths.prefix))
-            wanted = await online
+            if found is None:  # what the cache resolves to matches no ready revision: install, asking the index once
+                return False
+            copying = asyncio.ensure_future(self.records.run(sharing.link_copy, found[0], build.paths.prefix))
+            wanted = await self._resolve_lock(build, source)
             resolved = time.monotonic() - started
             if wanted is None:  # the build will say why; a copy begun meanwhile goes
                 raise LookupError("uv pip compile found no resolution")
-            if wanted != guess:
-                if copying is not None:
-                    await copying
-                    await self.records.run(_discard, self.store, build.paths.prefix, f"{build.namespace}.{build.name}.reuse")
-                    copying = None
-                found = await self.records.run(sharing.find_same_lock, wanted, candidates)
-                if found is None:
-                    return False
-                copying = asyncio.ensure_future(self.records.run(sharing.link_copy, found[0], build.paths.prefix))
+            if wanted != guess:  # the index has newer releases than the cache knew: install them
+                raise LookupError("the index resolves to another lock than the cache")
             linked = await copying
             await self.records.run(self._copied, build, found, linked, resolved, time.monotonic() - started)
         except Exception as e:  # the copy is a shortcut: any trouble and the build installs as usual
@@ -799,7 +793,7 @@ class EnvironmentManager:
     async def _same_lock_candidates(self, build: Build) -> list:
         """(prefix, lock) of the ready pip revisions of the namespace with the same python and indexes,
         this environment's own first."""
-        spec, out = build.spec, []
+        spec, own, others = build.spec, [], []
         for record in await self.feed.fresh(build.namespace):
             if (record.get("damaged") or record.get("manager") != "pip" or record.get("python") != spec.python
                     or list(record.get("index_urls") or []) != list(spec.index_urls)):
@@ -808,8 +802,8 @@ class EnvironmentManager:
             for rev in record.get("revisions", []):
                 if rev.get("status") == Status.READY and not (mine and rev["revision"] == build.revision):
                     paths = self.paths(build.namespace, record["name"], rev["revision"])
-                    out.insert(0, (paths.prefix, paths.lock)) if mine else out.append((paths.prefix, paths.lock))
-        return out
+                    (own if mine else others).append((paths.prefix, paths.lock))
+        return own[::-1] + others  # the newest own revision first
 
     def _copied(self, build: Build, found: tuple, linked: int, resolved: float, took: float) -> None:
         """Blocking: the lock of the copied revision as this one's, and the log saying what happened."""
