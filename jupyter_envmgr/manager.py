@@ -717,27 +717,29 @@ class EnvironmentManager:
         """A pip revision whose resolved lock equals a ready revision's: a hard-linked copy of it, no install.
 
         True when the revision is ready that way; False (nothing left behind) and the build goes on as
-        usual when there is no such revision, the spec runs an init script, or anything fails. Only when
-        what uv's cache alone resolves to (`--offline`, milliseconds) is a ready revision's lock is the
-        index asked (the resolution that decides), while the copy is made: a re-create costs about one
-        resolution, and any other build no more than before.
+        usual when there is no such revision, the spec runs an init script, or anything fails. The index
+        is asked (the resolution that decides) while uv's cache alone resolves (`--offline`, milliseconds):
+        when that is no ready revision's lock, the asking stops and the build installs; when it is, the
+        copy is made meanwhile, so a re-create costs about one resolution.
         """
         spec = build.spec
         if not self.settings.reuse_revisions or spec.manager != "pip" or spec.init_script.strip():
             return False
         started = time.monotonic()
-        copying = None
+        copying = online = None
         try:
             candidates = await self._same_lock_candidates(build)
             if not candidates:
                 return False
             source = await self.records.run(self._resolve_input, build)
+            online = asyncio.ensure_future(self._resolve_lock(build, source))
             guess = await self._resolve_lock(build, source, offline=True)
             found = await self.records.run(sharing.find_same_lock, guess, candidates) if guess else None
             if found is None:  # what the cache resolves to matches no ready revision: install, asking the index once
+                online.cancel()
                 return False
             copying = asyncio.ensure_future(self.records.run(sharing.link_copy, found[0], build.paths.prefix))
-            wanted = await self._resolve_lock(build, source)
+            wanted = await online
             resolved = time.monotonic() - started
             if wanted is None:  # the build will say why; a copy begun meanwhile goes
                 raise LookupError("uv pip compile found no resolution")
@@ -754,6 +756,8 @@ class EnvironmentManager:
                 await self.records.run(_discard, self.store, build.paths.prefix, f"{build.namespace}.{build.name}.reuse")
             return False
         finally:
+            if online is not None and not online.done():
+                online.cancel()
             if copying is not None and not copying.done():  # a cancelled build: let the copy end before anything else
                 with contextlib.suppress(Exception):
                     await asyncio.shield(copying)
