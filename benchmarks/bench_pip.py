@@ -71,7 +71,9 @@ def main() -> int:
     root, cache, scratch = (os.path.join(base, d) for d in ("root", "root/cache/uv", "scratch"))
     os.makedirs(scratch)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    server = Server(os.path.join(base, "server"), root, cache, default_python=python, max_concurrent_builds=1)
+    # reuse_revisions off: every run installs (the same lock would otherwise be a hard-linked copy, bench_recreate.py)
+    server = Server(os.path.join(base, "server"), root, cache, default_python=python, max_concurrent_builds=1,
+                    reuse_revisions=False)
     try:
         through_api(server, "warmup")  # fills the cache for both uv paths
         raw_uv(scratch, cache)

@@ -149,6 +149,19 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         root is shared storage, set JUPYTER_PATH=<root>/jupyter for those tools instead.""",
     )
 
+    reuse_revisions = Bool(
+        True, config=True,
+        help="""A pip create or rebuild whose resolved lock equals a ready revision's (same namespace, python and
+        index URLs, no init script) becomes a hard-linked copy of that revision instead of an install.""",
+    )
+
+    cache_kernelspecs = Bool(
+        True, config=True,
+        help="""Serve /api/kernelspecs from specs read once per change (jupyter_envmgr.kernels.CachingKernelSpecManager)
+        instead of reading every kernel.json on every request. Used only where the server's
+        kernel_spec_manager_class is jupyter_client's default.""",
+    )
+
     advisory_db = Unicode(
         "", config=True,
         help="""Advisory database the locks of ready revisions are audited against (GET .../audit), in the
@@ -240,6 +253,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 lease_seconds=self.lease_seconds,
                 # Stable across a restart on the same host and port, so a server re-attaches to its own builds at once.
                 server_id=f"{socket.gethostname()}:{getattr(self.serverapp, 'port', 0)}",
+                reuse_revisions=self.reuse_revisions,
             ),
             log=self.log,
         )
@@ -247,12 +261,35 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.manager.auditor = audit.Auditor(self.advisory_db) if self.advisory_db else None
         self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
         self._add_kernel_dir()
+        self._cache_kernelspecs(kernels)
 
     def _add_kernel_dir(self):
         """Let this server's kernel picker see the root's kernelspecs (no copy, no build)."""
         ksm = getattr(self.serverapp, "kernel_spec_manager", None)
         if ksm is not None and self.kernels_dir not in ksm.kernel_dirs:
             ksm.kernel_dirs = [self.kernels_dir] + list(ksm.kernel_dirs)
+
+    def _link_jupyter_server_extension(self, serverapp):
+        """Before the server makes its kernelspec manager: ours reads each spec once per change.
+
+        Only in place of jupyter_client's own default; a manager an administrator configured is kept."""
+        super()._link_jupyter_server_extension(serverapp)
+        from jupyter_server.gateway.gateway_client import GatewayClient
+
+        from .kernels import CachingKernelSpecManager
+
+        configured = "kernel_spec_manager_class" in serverapp.config.get("ServerApp", {})
+        if self.cache_kernelspecs and not configured and not GatewayClient.instance(parent=serverapp).gateway_enabled:
+            serverapp.kernel_spec_manager_class = CachingKernelSpecManager
+
+    def _cache_kernelspecs(self, kernels: KernelRegistry) -> None:
+        """The registry refreshes the cached specs right after it changes one (in its worker thread)."""
+        from .kernels import CachingKernelSpecManager
+
+        ksm = getattr(self.serverapp, "kernel_spec_manager", None)
+        if isinstance(ksm, CachingKernelSpecManager):
+            ksm.ours = self.kernels_dir
+            kernels.on_change = ksm.refresh
 
     def initialize_handlers(self):
         self.handlers.extend((f"/{path}", handler) for path, handler in route_table())

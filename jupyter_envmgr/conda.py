@@ -424,7 +424,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     data = write_input(resolved, paths, settings, env_name)
     module = [tools.python, "-m", "jupyter_envmgr.conda"]  # the interpreter where the build runs
     # activate + lock come after the pip sub-list; without one they run in the install's own process.
-    finish = ["activate", "lock"]
+    finish = ["compile", "activate", "lock"]
     if settings.solver == "rattler":
         conda = Step("conda", [*module, "install", *([] if resolved.pip else finish), data])
     else:
@@ -438,7 +438,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
         conda = Step("conda", argv + ["--", *resolved.specs] if settings.solver == "conda" else argv + resolved.specs, env=env)
     out = [conda]
     if resolved.pip:
-        out.append(Step("pip", [tools.uv, "pip", "install", "--python", paths.python,
+        out.append(Step("pip", [tools.uv, "pip", "install", "--compile-bytecode", "--python", paths.python,
                                 "-r", os.path.join(paths.build_dir, PIP_REQUIREMENTS)]))
     if resolved.pip or settings.solver != "rattler":
         out.append(Step("activate", [*module, *finish, data]))
@@ -762,7 +762,26 @@ def cmd_lock(data: dict) -> int:
     return 0
 
 
-COMMANDS = {"install": cmd_install, "activate": cmd_activate, "lock": cmd_lock}
+def cmd_compile(data: dict) -> int:
+    """Bytecode at build time: the prefix's own interpreter compiles its lib/ once (its magic number,
+    its optimization level), so a kernel on shared storage imports .pyc files and writes none.
+    A file that does not compile (a package's deliberately broken test data) is noted, not fatal."""
+    prefix = data["prefix"]
+    python = os.path.join(prefix, "bin", "python")
+    lib = os.path.join(prefix, "lib")
+    if not os.path.exists(python):
+        print("no bin/python in the prefix: nothing to compile", flush=True)
+        return 0
+    started = time.monotonic()
+    proc = subprocess.run([python, "-m", "compileall", "-q", "-j", "0", lib], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        print(f"note: some files of {lib} did not compile (they are imported from source, as before)", flush=True)
+    print(f"compiled bytecode in {time.monotonic() - started:.1f}s", flush=True)
+    return 0
+
+
+COMMANDS = {"install": cmd_install, "compile": cmd_compile, "activate": cmd_activate, "lock": cmd_lock}
 
 
 def main(argv: Optional[list] = None) -> int:

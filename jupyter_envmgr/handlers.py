@@ -437,8 +437,23 @@ def route_table() -> list:
         (f"{env}/actions", ActionsHandler),
         (f"{env}/export", ExportHandler),
         (f"{env}/audit", AuditHandler),
+        (f"{env}/usage", UsageHandler),
         (f"{api}/suggestions", SuggestionsHandler),
         (f"{env}/pod-spec", PodSpecHandler),
         (f"{api}/requests", RequestsHandler),
         (f"{api}/requests/(?P<id>[^/]+)/actions", RequestActionsHandler),
     ]
+
+
+class UsageHandler(EnvmgrHandler):
+    """`GET .../usage`: what an environment's revisions hold on disk and whether kernels use them."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        from .kernels import kernel_name
+
+        ns, name = self.namespace(), self.env_name(name)
+        kname = kernel_name(ns, name, self.manager.settings.default_namespace)
+        running = sum(1 for k in self.kernel_manager.list_kernels() if k.get("name") == kname)
+        self.write_json(await self.manager.usage(ns, name, running))

@@ -13,7 +13,10 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Iterable, Optional
+import threading
+from typing import Callable, Iterable, Optional
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from .layout import Layout
 from .store import atomic_write
@@ -50,6 +53,12 @@ class KernelRegistry:
         self.dirs = [os.path.abspath(d) for d in dirs]
         self.default_namespace = default_namespace
         self.lib_dir = lib_dir
+        #: Called (blocking, in the writer's thread) after specs changed on disk: with their names, or None for all.
+        self.on_change: Optional[Callable[[Optional[list]], None]] = None
+
+    def _changed(self, names: Optional[list]) -> None:
+        if self.on_change is not None:
+            self.on_change(names)
 
     def install_magics(self) -> None:
         """Put the %envmgr magics where our kernels import them from (PYTHONPATH=lib_dir).
@@ -106,6 +115,7 @@ class KernelRegistry:
         spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
         for directory in self.dirs:
             self._write_one(directory, name, spec)
+        self._changed([name])
         return name
 
     def _write_one(self, directory: str, name: str, spec: str) -> None:
@@ -142,6 +152,7 @@ class KernelRegistry:
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(path, os.path.join(trash, "spec"))
                 shutil.rmtree(trash, ignore_errors=True)
+        self._changed([kname])
 
     def _ours(self, path: str) -> bool:
         """A kernelspec this root wrote (others' `envmgr-*` specs, from another root, are left alone)."""
@@ -184,3 +195,127 @@ class KernelRegistry:
                         shutil.rmtree(path, ignore_errors=True)
                     elif entry.startswith(PREFIX) and entry not in wanted and entry not in keep and self._ours(path):
                         shutil.rmtree(path, ignore_errors=True)
+        self._changed(None)
+
+
+class CachingKernelSpecManager(KernelSpecManager):
+    """The server's kernelspec manager, reading each kernelspec once per change instead of once per request.
+
+    jupyter_client reads every kernel.json on every `/api/kernelspecs` (and, in a subclass, lists the
+    kernel dirs once per spec); with 1,000 environments that is seconds per kernel-picker refresh. Here
+    the specs are kept as the REST models the handler sends as they are: the KernelRegistry refreshes
+    them (in its worker thread) right after it writes or removes one, and a request only stats the
+    kernel dirs and the few specs that are not ours, re-reading what changed when another tool
+    installed or removed one. A refresh re-reads only kernel.json files whose stat changed.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()
+        self._stamp: Optional[tuple] = None
+        self._models: dict = {}  # name -> (kernel.json stat, model with "resource_dir")
+        self.ours: Optional[str] = None  # the root's kernel dir: its specs change only through the registry
+
+    def _current_stamp(self, models: Optional[dict] = None) -> tuple:
+        dirs = []
+        for directory in self.kernel_dirs:
+            try:
+                dirs.append((directory, os.stat(directory).st_mtime_ns))
+            except OSError:
+                dirs.append((directory, None))
+        foreign = []
+        for name, (_, model) in sorted((models if models is not None else self._models).items()):
+            if self.ours is None or os.path.dirname(model["resource_dir"]) != self.ours:
+                foreign.append((name, _stat(os.path.join(model["resource_dir"], "kernel.json"))))
+        return tuple(dirs), tuple(foreign)
+
+    def refresh(self, names: Optional[list] = None) -> None:
+        """Blocking: re-read what changed on disk since the last refresh; with `names`, only those of ours
+        (what the registry just wrote or removed: O(changed), not O(specs), after each build)."""
+        if names is not None and self.ours is not None and self._stamp is not None:
+            self._update(names)
+            return
+        with self._lock:
+            stamp_dirs = self._current_stamp({})[0]
+            models = {}
+            for name, resource_dir in self.find_kernel_specs().items():
+                if os.path.basename(resource_dir).startswith("."):  # a spec being written (KernelRegistry's .tmp-)
+                    continue
+                stat = _stat(os.path.join(resource_dir, "kernel.json"))
+                old = self._models.get(name)
+                if old is not None and stat is not None and old[0] == stat and old[1]["resource_dir"] == resource_dir:
+                    models[name] = old
+                    continue
+                try:
+                    spec = self._get_kernel_spec_by_name(name, resource_dir)
+                except (NoSuchKernel, FileNotFoundError):  # removed meanwhile
+                    continue
+                except Exception:
+                    self.log.warning("Error loading kernelspec %r", name, exc_info=True)
+                    continue
+                models[name] = (stat, self._model(name, spec.to_dict(), resource_dir))
+            self._models = models
+            self._stamp = (stamp_dirs, self._current_stamp(models)[1])
+
+    def _update(self, names: list) -> None:
+        with self._lock:
+            models = dict(self._models)
+            for name in names:
+                resource_dir = os.path.join(self.ours, name)
+                stat = _stat(os.path.join(resource_dir, "kernel.json"))
+                try:
+                    spec = self._get_kernel_spec_by_name(name, resource_dir) if stat else None
+                except Exception:  # removed meanwhile, or unreadable: the next full refresh decides
+                    spec = None
+                if spec is not None:
+                    models[name] = (stat, self._model(name, spec.to_dict(), resource_dir))
+                elif name in models and os.path.dirname(models[name][1]["resource_dir"]) == self.ours:
+                    del models[name]
+            self._models = models
+            # Our write moved the mtimes of the dirs it wrote into; specs of other tools keep their old stamp,
+            # so an edit of theirs still shows on the next request.
+            self._stamp = (self._current_stamp({})[0], self._stamp[1])
+
+    def _model(self, name: str, spec: dict, resource_dir: str) -> dict:
+        """The REST model of jupyter_server's kernelspecs handler, built once (its resources listed once)."""
+        from jupyter_server.utils import url_path_join
+
+        base_url = getattr(self.parent, "base_url", "/")
+        resources = {}
+        for entry in sorted(_listdir(resource_dir)):
+            if entry in ("kernel.js", "kernel.css"):
+                resources[entry] = url_path_join(base_url, "kernelspecs", name, entry)
+            elif entry.startswith("logo-"):
+                resources[os.path.splitext(entry)[0]] = url_path_join(base_url, "kernelspecs", name, entry)
+        return {"name": name, "spec": spec, "resources": resources, "resource_dir": resource_dir}
+
+    def _fresh(self) -> dict:
+        if self._stamp is None or self._current_stamp() != self._stamp:
+            self.refresh()
+        return self._models
+
+    def get_all_specs(self) -> dict:
+        """{name: {"name", "spec", "resources", "resource_dir"}}: jupyter_server sends such models as they are."""
+        return {name: dict(model, spec=dict(model["spec"])) for name, (_, model) in self._fresh().items()}
+
+    def get_kernel_spec(self, kernel_name: str):
+        found = self._fresh().get(kernel_name.lower())
+        if found is None:
+            return super().get_kernel_spec(kernel_name)
+        model = found[1]
+        return self.kernel_spec_class(resource_dir=model["resource_dir"], **json.loads(json.dumps(model["spec"])))
+
+
+def _stat(path: str) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _listdir(path: str) -> list:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -40,7 +40,8 @@ def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
     tools = book.tools
     return [
         Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
-        Step("install", [tools.uv, "pip", "install", "--python", paths.python,
+        # Compiled here, once, so no kernel compiles .pyc files on shared storage at import time.
+        Step("install", [tools.uv, "pip", "install", "--compile-bytecode", "--python", paths.python,
                          "-r", os.path.join(paths.build_dir, REQUIREMENTS), *base_packages]),
         Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
     ]
