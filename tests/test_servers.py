@@ -37,9 +37,16 @@ def test_build_dead_with_the_server_is_failed_not_stuck(servers, local_index):
     first = servers("first", lease_seconds=3.0)
     first.client.create({"name": "orphan", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]})
     record = wait_status(first.client, "orphan", lambda r: r["status"] == "warming")
+
+    def handle():  # written just after the build starts
+        with open(os.path.join(servers.root, "envs", "default", "orphan", "env.json")) as f:
+            return json.load(f)["revisions"][0].get("handle")
+
+    deadline = time.monotonic() + 30
+    while not handle() and time.monotonic() < deadline:
+        time.sleep(0.1)
     first.kill()
-    with open(os.path.join(servers.root, "envs", "default", "orphan", "env.json")) as f:
-        pid = json.load(f)["revisions"][0]["handle"]["pid"]
+    pid = handle()["pid"]
     os.killpg(pid, signal.SIGKILL)  # the build dies too, as in a machine restart
     second = servers("second", lease_seconds=3.0)
     record = wait_status(second.client, "orphan", lambda r: r["status"] != "warming")
