@@ -350,7 +350,13 @@ export async function copyText(text: string): Promise<void> {
 /** A block of text to paste elsewhere, with its Copy button (which says when it copied). */
 function CopyBlock(props: { label: string; text: string }): JSX.Element {
   const [copied, setCopied] = React.useState(false);
-  React.useEffect(() => setCopied(false), [props.text]);
+  React.useEffect(() => {
+    if (!copied) {
+      return;
+    }
+    const timer = setTimeout(() => setCopied(false), 3000); // said for a moment, then back to Copy
+    return () => clearTimeout(timer);
+  }, [copied, props.text]);
   return (
     <div className="jp-envmgr-copyblock">
       <div className="jp-envmgr-copyblock-head">
@@ -376,7 +382,7 @@ function UseElsewhere(props: { env: IEnvironment; usage: IUsage | null | undefin
   } else {
     body = (
       <>
-        <p className="jp-envmgr-hint">Revision {usage.revision} (Python {usage.python}). In a terminal, a command runs with this environment's interpreter first on <code>PATH</code> and the variables its kernels get:</p>
+        <p className="jp-envmgr-hint">Revision {usage.revision} (Python {props.env.python}) serves now. In a terminal, a command runs with this environment's interpreter first on <code>PATH</code> and the variables its kernels get:</p>
         <CopyBlock label="Run command" text={usage.run} />
         <p className="jp-envmgr-hint">In Kubernetes: merge this into a Job's, a Deployment's or a training operator's pod template (the volume, mounted at the same path, and the variables):</p>
         <CopyBlock label="Pod fragment (YAML)" text={usage.yaml} />

@@ -232,8 +232,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     /** The requests, read again each time they are opened. */
     function openRequests(): void {
       if (!requestsWidget || requestsWidget.isDisposed) {
-        const content = new RequestsView(model, (namespace, name) => {
-          void (namespace === model.namespace ? Promise.resolve() : model.setNamespace(namespace)).then(() => openEnvironment(name));
+        const content = new RequestsView(model, async (namespace, name) => {
+          if (namespace !== model.namespace) {
+            await model.setNamespace(namespace);
+          }
+          if (!model.find(name)) {
+            await model.refresh(); // the view of an environment the list does not hold yet would close at once
+          }
+          openEnvironment(name);
         });
         requestsWidget = new MainAreaWidget({ content });
         requestsWidget.id = 'envmgr-requests';

@@ -17,7 +17,7 @@ function lines(text: string | undefined): number {
   return (text || '').split('\n').filter(l => l.trim()).length;
 }
 
-function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; open: (namespace: string, name: string) => void }): JSX.Element {
+function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; open: (namespace: string, name: string) => void | Promise<void> }): JSX.Element {
   const { model, request: r } = props;
   const [rejecting, setRejecting] = React.useState(false);
   const [why, setWhy] = React.useState('');
@@ -71,7 +71,7 @@ function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; op
           <button className="jp-mod-styled" disabled={busy} onClick={() => void act('withdraw')}>Withdraw</button>
         )}
         {r.status === 'approved' && (
-          <button className="jp-mod-styled" onClick={() => props.open(r.namespace, r.environment || r.name)}>Open {r.environment || r.name}</button>
+          <button className="jp-mod-styled" onClick={() => void props.open(r.namespace, r.environment || r.name)}>Open {r.environment || r.name}</button>
         )}
       </div>
       {rejecting && (
@@ -92,7 +92,7 @@ function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; op
   );
 }
 
-function Requests(props: { model: EnvironmentsModel; open: (namespace: string, name: string) => void }): JSX.Element {
+function Requests(props: { model: EnvironmentsModel; open: (namespace: string, name: string) => void | Promise<void> }): JSX.Element {
   const { model } = props;
   useModel(model);
   const me = model.user?.username;
@@ -127,7 +127,7 @@ function Requests(props: { model: EnvironmentsModel; open: (namespace: string, n
 
 /** The requests in a main-area tab; read again each time it is shown. */
 export class RequestsView extends ReactWidget {
-  constructor(readonly model: EnvironmentsModel, private readonly open: (namespace: string, name: string) => void) {
+  constructor(readonly model: EnvironmentsModel, private readonly open: (namespace: string, name: string) => void | Promise<void>) {
     super();
     this.addClass('jp-envmgr-main');
   }
