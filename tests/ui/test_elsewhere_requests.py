@@ -44,6 +44,17 @@ def test_use_elsewhere_shows_and_copies_the_run_line_and_the_fragment(page, brow
     if call(lab, "GET", f"environments/{name}")[1]["ready_revision"] is None:
         expect(section).to_contain_text("Nothing to show yet")  # 409 not_ready, said in words
     wait_ready(lab, name)
+    # One that never got a ready revision says so (deterministically: its build fails).
+    broken = "ui-use-elsewhere-broken"
+    assert call(lab, "POST", "environments", {"name": broken, "packages": "envmgr-no-such-distribution-xyz==1\n"})[0] == 202
+    with pytest.raises(AssertionError):
+        wait_ready(lab, broken)
+    panel.locator(f'.jp-envmgr-item[data-name="{broken}"]').get_by_role("button", name=f"Open {broken}").click()
+    view_of(page, broken).get_by_role("tab", name="Resources").click()
+    expect(view_of(page, broken).get_by_role("region", name="Use elsewhere")).to_contain_text(
+        f"Nothing to show yet: {broken} has no ready revision")
+    assert call(lab, "DELETE", f"environments/{broken}")[0] == 204
+    item.get_by_role("button", name=f"Open {name}").click()
 
     # The view refetches when the upsert brings the ready revision: the run line and the YAML.
     run = section.get_by_label("Run command")
@@ -194,6 +205,13 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
     done = walt.get_by_role("region", name="Decided")
     expect(done.locator('.jp-envmgr-request[data-status="approved"]')).to_contain_text("Approved by Walt")
     shot(walt, "requests-decided")
+    # In a narrow main area (about 250 px) the list wraps; nothing scrolls sideways.
+    walt.set_viewport_size({"width": 620, "height": 900})
+    walt.wait_for_timeout(300)
+    requests_view = walt.get_by_label("Requests", exact=True)
+    assert requests_view.evaluate("root => [...root.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.outerHTML.slice(0, 80))") == []
+    shot(walt, "requests-narrow")
+    walt.set_viewport_size({"width": 1400, "height": 900})
     done.get_by_role("button", name="Open ritas-env").click()
     view = view_of(walt, "ritas-env")
     expect(view).to_be_visible()
