@@ -84,9 +84,9 @@ function Pairs(props: { pairs: Record<string, string> }): JSX.Element {
   ) : <span className="jp-envmgr-none">none</span>;
 }
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+export const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
+export const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
 
 /** What editing starts from: the record, but the build inputs of the serving revision when a later one failed or was cancelled. */
 function editBase(env: IEnvironment, revisions: IRevision[]): Partial<ISpec> {

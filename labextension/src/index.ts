@@ -161,6 +161,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const identity = app.serviceManager.user.identity;
       if (identity) {
         model.user = { username: identity.username, display_name: identity.display_name || identity.name };
+        void model.loadRequests(); // which are one's own (to withdraw) and which are others' (to decide) is known now
       }
     });
     const revisions = new KernelRevisions(app, model);

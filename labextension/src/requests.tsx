@@ -7,15 +7,12 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { ApiError, IEnvRequest, RequestAction } from './api';
+import { plural, when } from './environmentView';
 import { settleFocus } from './focus';
 import { EnvironmentsModel } from './model';
 import { useModel } from './panel';
 
-const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
-
-function lines(text: string | undefined): number {
-  return (text || '').split('\n').filter(l => l.trim()).length;
-}
+const lines = (text: string | undefined) => (text || '').split('\n').filter(l => l.trim()).length;
 
 function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; open: (namespace: string, name: string) => void | Promise<void> }): JSX.Element {
   const { model, request: r } = props;
@@ -47,7 +44,7 @@ function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; op
         namespace {r.namespace} · asked by {mine ? 'you' : model.ownerName(r.requester)} · {when(r.created)}
       </div>
       <details>
-        <summary>{r.spec.manager || 'pip'}, Python {r.spec.python || 'default'}, {lines(r.spec.packages)} package line{lines(r.spec.packages) === 1 ? '' : 's'}</summary>
+        <summary>{r.spec.manager || 'pip'}, {r.spec.python ? `Python ${r.spec.python}` : 'default Python'}, {plural(lines(r.spec.packages), 'package line')}</summary>
         <pre className="jp-envmgr-pre">{r.spec.packages || '(no packages)'}</pre>
         {r.spec.description && <p>{r.spec.description}</p>}
       </details>
