@@ -14,12 +14,20 @@ import { useModel } from './panel';
 
 const lines = (text: string | undefined) => (text || '').split('\n').filter(l => l.trim()).length;
 
-function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; open: (namespace: string, name: string) => void | Promise<void> }): JSX.Element {
-  const { model, request: r } = props;
+interface IItemProps {
+  model: EnvironmentsModel;
+  request: IEnvRequest;
+  open: (namespace: string, name: string) => void | Promise<void>;
+  /** The server's refusal of the last action on this request: kept by the list, since a refused action moves the request to another section. */
+  error: string;
+  setError: (message: string) => void;
+}
+
+function RequestItem(props: IItemProps): JSX.Element {
+  const { model, request: r, error, setError } = props;
   const [rejecting, setRejecting] = React.useState(false);
   const [why, setWhy] = React.useState('');
   const [busy, setBusy] = React.useState(false);
-  const [error, setError] = React.useState('');
   const mine = !!model.user && r.requester === model.user.username;
   const open = r.status === 'requested';
   const act = async (action: RequestAction, message?: string) => {
@@ -55,7 +63,7 @@ function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; op
           {r.message ? <>: <q>{r.message}</q></> : null}
         </p>
       )}
-      {error && <div className="jp-envmgr-error" role="alert">{error}</div>}
+      {error && !rejecting && <div className="jp-envmgr-error" role="alert">{error}</div>}
       <div className="jp-envmgr-actions">
         {open && !mine && !rejecting && (
           <>
@@ -78,7 +86,9 @@ function RequestItem(props: { model: EnvironmentsModel; request: IEnvRequest; op
         }}>
           <label htmlFor={`${idBase}-why`}>Why (the requester reads this)</label>
           <textarea id={`${idBase}-why`} rows={2} value={why} autoFocus onChange={e => setWhy(e.target.value)}
+            aria-invalid={!!error} aria-describedby={error ? `${idBase}-why-error` : undefined}
             onKeyDown={e => e.key === 'Escape' && setRejecting(false)} />
+          {error && <div className="jp-envmgr-error" id={`${idBase}-why-error`} role="alert">{error}</div>}
           <div className="jp-envmgr-actions">
             <button type="submit" className="jp-mod-styled jp-mod-warn" disabled={busy || !why.trim()}>Reject</button>
             <button type="button" className="jp-mod-styled" onClick={() => setRejecting(false)}>Cancel</button>
@@ -93,6 +103,7 @@ function Requests(props: { model: EnvironmentsModel; open: (namespace: string, n
   const { model } = props;
   useModel(model);
   const me = model.user?.username;
+  const [errors, setErrors] = React.useState<Record<string, string>>({});
   const toDecide = model.toDecide;
   const mine = model.requests.filter(r => r.requester === me);
   const others = model.requests.filter(r => r.requester !== me && r.status !== 'requested');
@@ -100,7 +111,8 @@ function Requests(props: { model: EnvironmentsModel; open: (namespace: string, n
     <section aria-label={title}>
       <h3>{title} ({items.length})</h3>
       {items.length ? (
-        <ul className="jp-envmgr-requests">{items.map(r => <RequestItem key={r.id} model={model} request={r} open={props.open} />)}</ul>
+        <ul className="jp-envmgr-requests">{items.map(r => <RequestItem key={r.id} model={model} request={r} open={props.open}
+          error={errors[r.id] || ''} setError={message => setErrors(all => ({ ...all, [r.id]: message }))} />)}</ul>
       ) : <p className="jp-envmgr-none">{empty}</p>}
     </section>
   );

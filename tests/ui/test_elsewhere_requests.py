@@ -173,12 +173,14 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
     expect(mine.locator('.jp-envmgr-request[data-status="requested"]')).to_contain_text("ritas-env")
     expect(rita.get_by_role("region", name="To decide")).to_contain_text("Nothing waits for you.")
     expect(mine.get_by_role("button", name="Approve")).to_have_count(0)  # a reader cannot approve her own
-    # Two more, through the REST API: one walt rejects, one rita withdraws.
-    for other in ("ritas-big-env", "ritas-third"):
-        assert as_reader(lab, "POST", "requests?namespace=team", {"name": other, "packages": "six\n"})[0] == 202
+    # More, through the REST API: one walt rejects, one rita withdraws, one she withdraws while walt looks.
+    ids = {}
+    for other in ("ritas-big-env", "ritas-third", "ritas-fourth"):
+        status, ids[other] = as_reader(lab, "POST", "requests?namespace=team", {"name": other, "packages": "six\n"})
+        assert status == 202
     set_sidebar_width(rita, 250)
     rita.get_by_role("button", name="Refresh", exact=True).click()
-    expect(panel.locator(".jp-envmgr-requests-open")).to_contain_text("3 of yours open")
+    expect(panel.locator(".jp-envmgr-requests-open")).to_contain_text("4 of yours open")
     check_layout(panel)
     mine.locator('.jp-envmgr-request:has-text("ritas-third")').get_by_role("button", name="Withdraw").click()
     expect(mine.locator('.jp-envmgr-request[data-status="withdrawn"]')).to_contain_text("ritas-third")
@@ -187,12 +189,21 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
     walt = sign_in(walt_ctx, lab)
     wpanel = open_panel(walt)
     set_sidebar_width(walt, 250)
-    line = wpanel.get_by_role("button", name="Requests: 2 to decide")
+    line = wpanel.get_by_role("button", name="Requests: 3 to decide")
     expect(line).to_be_visible(timeout=15000)
     check_layout(wpanel)
     shot(walt, "requests-count-250")
     line.click()
     decide = walt.get_by_role("region", name="To decide")
+    # Rita withdraws one while walt's list still shows it open: his Approve is refused (409), said on
+    # that request, and the list is read again.
+    expect(decide).to_contain_text("ritas-fourth")
+    assert as_reader(lab, "POST", f"requests/{ids['ritas-fourth']['id']}/actions", {"action": "withdraw"})[0] == 200
+    decide.locator('.jp-envmgr-request:has-text("ritas-fourth")').get_by_role("button", name="Approve").click()
+    fourth = walt.locator('.jp-envmgr-request[data-status="withdrawn"]:has-text("ritas-fourth")')
+    expect(fourth.get_by_role("alert")).to_contain_text("withdrawn already")
+    expect(decide).not_to_contain_text("ritas-fourth")
+    assert call(lab, "GET", "environments/ritas-fourth?namespace=team")[0] == 404
     big = decide.locator('.jp-envmgr-request:has-text("ritas-big-env")')
     big.get_by_role("button", name="Reject…").click()
     big.get_by_label("Why (the requester reads this)").fill("Too big for the team quota; ask for a smaller one.")
