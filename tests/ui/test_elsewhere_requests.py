@@ -74,6 +74,12 @@ def test_use_elsewhere_shows_and_copies_the_run_line_and_the_fragment(page, brow
     assert page.evaluate("() => navigator.clipboard.readText()") == usage["run"]
     section.locator('.jp-envmgr-copyblock:has(pre[aria-label="Pod fragment (YAML)"])').get_by_role("button", name="Copy").click()
     assert page.evaluate("() => navigator.clipboard.readText()") == usage["yaml"]
+    # Where the clipboard API refuses (an insecure origin, a denied permission), the copy command still copies.
+    page.evaluate("() => { navigator.clipboard.writeText = () => Promise.reject(new DOMException('denied', 'NotAllowedError')); }")
+    page.wait_for_timeout(3100)  # "Copied" turns back into "Copy"
+    copy_run.click()
+    expect(run_block.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("() => navigator.clipboard.readText()") == usage["run"]
     shot(page, "use-elsewhere")
     # In a narrow main area (about 250 px) long lines wrap: nothing of the part scrolls sideways.
     page.set_viewport_size({"width": 620, "height": 900})
