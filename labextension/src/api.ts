@@ -105,6 +105,38 @@ export interface ISuggestion {
   unresolved: string[];
 }
 
+/** What it takes to use an environment outside a notebook (GET .../pod-spec): the `run` line and the pod fragment. */
+export interface IUsage {
+  namespace: string;
+  name: string;
+  revision: number;
+  python: string;
+  env: Record<string, string>;
+  run: string;
+  pod_spec: Record<string, unknown>;
+  yaml: string;
+}
+
+export type RequestStatus = 'requested' | 'approved' | 'rejected' | 'withdrawn';
+
+/** A request for an environment by someone who may not create it (`/requests`). */
+export interface IEnvRequest {
+  id: string;
+  namespace: string;
+  name: string;
+  spec: ISpec;
+  requester: string;
+  status: RequestStatus;
+  created: string;
+  updated?: string;
+  message?: string;
+  decided_by?: string | null;
+  /** The environment's name, once approved. */
+  environment?: string;
+}
+
+export type RequestAction = 'approve' | 'reject' | 'withdraw';
+
 /** One change of `/events`. */
 export type IChange =
   | { type: 'upsert'; environment: IEnvironment }
@@ -185,7 +217,8 @@ export class EnvmgrApi {
 
   private url(path: string, query: Record<string, string>): string {
     const params = new URLSearchParams(query);
-    if (this.namespace && !params.has('namespace') && path !== 'info' && path !== 'suggestions') {
+    const global = path === 'info' || path === 'suggestions' || path.startsWith('requests');
+    if (this.namespace && !params.has('namespace') && !global) {
       params.set('namespace', this.namespace);
     }
     const search = params.toString();
@@ -304,6 +337,27 @@ export class EnvmgrApi {
 
   suggest(source: { notebook: unknown } | { code: string }): Promise<ISuggestion> {
     return this.request('POST', 'suggestions', source);
+  }
+
+  /** The `run` line and Kubernetes fragment of the serving revision (409 `not_ready` before one is ready). */
+  usage(name: string): Promise<IUsage> {
+    return this.request('GET', `environments/${name}/pod-spec`);
+  }
+
+  /** Requests the user may see, of every namespace (their own; all of a namespace they may write). */
+  async requests(status?: RequestStatus): Promise<IEnvRequest[]> {
+    return (await this.request<{ requests: IEnvRequest[] }>('GET', 'requests', undefined, status ? { status } : {})).requests;
+  }
+
+  /** Ask for an environment one may not create: a create body, kept as a request (202). */
+  submitRequest(spec: ISpec): Promise<IEnvRequest> {
+    const namespace = spec.namespace || this.namespace;
+    return this.request('POST', 'requests', spec, namespace ? { namespace } : {});
+  }
+
+  /** Approve or reject (a writer of the namespace; a rejection says why), or withdraw (the requester). */
+  decide(id: string, action: RequestAction, message?: string): Promise<IEnvRequest> {
+    return this.request('POST', `requests/${encodeURIComponent(id)}/actions`, action === 'reject' ? { action, message: message ?? '' } : { action });
   }
 
   async exportText(name: string, format: 'requirements' | 'spec'): Promise<string> {

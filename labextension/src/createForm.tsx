@@ -5,7 +5,7 @@
  */
 import * as React from 'react';
 
-import { ApiError, IEnvironment, IInfo, ISpec, Manager } from './api';
+import { ApiError, IEnvironment, IEnvRequest, IInfo, ISpec, Manager } from './api';
 import { EnvironmentsModel, mergePackages } from './model';
 import { IFormState, pairsToObject, rowOf, validateForm } from './validation';
 
@@ -205,6 +205,8 @@ export interface ISpecFormProps {
   unresolved?: string[];
   onDone: (env: IEnvironment) => void | Promise<void>;
   onCancel: () => void;
+  /** A user who may not create in the namespace asked for the environment instead (202). */
+  onRequested?: (request: IEnvRequest) => void | Promise<void>;
 }
 
 export function SpecForm(props: ISpecFormProps): JSX.Element {
@@ -216,7 +218,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     : 'not available: this server has no conda solver right now (GET /info does not list conda)';
   const base = React.useMemo(() => initialForm(info, model.namespace, props.initial), [props.initial]);
   const [form, setForm] = React.useState<IForm>(() => initialForm(info, model.namespace, { ...props.initial, ...props.proposed }));
-  const [submitError, setSubmitError] = React.useState<{ field: string; message: string } | null>(null);
+  const [submitError, setSubmitError] = React.useState<{ field: string; message: string; reason?: string } | null>(null);
   const [busy, setBusy] = React.useState(false);
   const [tried, setTried] = React.useState(false);
   const changes = editing ? changedFields(base, form) : {};
@@ -227,7 +229,9 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
   );
   const problems = validateForm(form);
   const errors: Record<string, string> = { ...problems };
-  const server = submitError ?? (dry.error ? { field: dry.error.field || 'form', message: dry.error.message } : null);
+  const server = submitError ?? (dry.error ? { field: dry.error.field || 'form', message: dry.error.message, reason: dry.error.reason } : null);
+  // The namespace is not the user's to write: a create would be refused, a request may be granted.
+  const mayRequest = !editing && !!props.onRequested && server?.reason === 'forbidden' && !Object.keys(problems).length;
   if (server) {
     errors[SHOWN_FIELDS.includes(server.field) ? server.field : 'form'] = server.message;
   }
@@ -255,7 +259,19 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
       await props.onDone(done);
     } catch (e) {
       const error = e as ApiError;
-      setSubmitError({ field: error.field || 'form', message: error.message });
+      setSubmitError({ field: error.field || 'form', message: error.message, reason: error.reason });
+      setBusy(false);
+    }
+  };
+  const request = async () => {
+    setBusy(true);
+    try {
+      const done = await model.requestEnvironment(toSpec(form));
+      setBusy(false);
+      await props.onRequested?.(done);
+    } catch (e) {
+      const error = e as ApiError; // the same 4xx as a create, now about the fields
+      setSubmitError({ field: error.field || 'form', message: error.message, reason: error.reason === 'forbidden' ? 'request_refused' : error.reason });
       setBusy(false);
     }
   };
@@ -389,6 +405,14 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
         </div>
       </div>
       <ErrorText id="envmgr-form" error={errors.form} />
+      {mayRequest && (
+        <div className="jp-envmgr-request-offer">
+          <p className="jp-envmgr-hint">You may ask for it instead: a request keeps these fields, and someone who may write namespace {form.namespace} approves or rejects it.</p>
+          <button type="button" className="jp-mod-styled jp-mod-accept" disabled={busy} onClick={() => void request()}>
+            {busy ? 'Requesting…' : 'Request it'}
+          </button>
+        </div>
+      )}
       {editing && Object.keys(changes).length > 0 && (
         <div className="jp-envmgr-hint" id="envmgr-save-effect" role="status">
           {rebuilds

@@ -2,9 +2,12 @@
  * One environment in the main area, with room: a header (status, notice, actions) and tabs for the
  * overview (every field, editable where PATCH allows), packages (requested, base and installed, with
  * audit findings), revisions (what each asked for, lock differences, rollback), the build log
- * (followed with `?follow=1`, never re-downloaded) and resources (init script and what it set).
+ * (followed with `?follow=1`, never re-downloaded) and resources (init script and what it set, and
+ * how to use the environment elsewhere: the `run` line and the Kubernetes fragment).
  */
+import { Clipboard } from '@jupyterlab/apputils';
 import {
+  copyIcon,
   deleteIcon,
   downloadIcon,
   notebookIcon,
@@ -15,7 +18,7 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ApiError, IAudit, IEnvironment, IPackage, IRevision, ISpec } from './api';
+import { ApiError, IAudit, IEnvironment, IPackage, IRevision, ISpec, IUsage } from './api';
 import { SpecForm } from './createForm';
 import { settleFocus } from './focus';
 import { diffLocks, EnvironmentsModel, fixedPackages, requestedNames } from './model';
@@ -81,9 +84,9 @@ function Pairs(props: { pairs: Record<string, string> }): JSX.Element {
   ) : <span className="jp-envmgr-none">none</span>;
 }
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+export const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
+export const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
 
 /** What editing starts from: the record, but the build inputs of the serving revision when a later one failed or was cancelled. */
 function editBase(env: IEnvironment, revisions: IRevision[]): Partial<ISpec> {
@@ -335,7 +338,66 @@ function BuildLog(props: { model: EnvironmentsModel; env: IEnvironment; revision
   );
 }
 
-function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string> | null }): JSX.Element {
+/** Put text on the clipboard: the asynchronous clipboard API, else the copy command (an insecure origin, an older browser). */
+export async function copyText(text: string): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    Clipboard.copyToSystem(text);
+  }
+}
+
+/** A block of text to paste elsewhere, with its Copy button (which says when it copied). */
+function CopyBlock(props: { label: string; text: string }): JSX.Element {
+  const [copied, setCopied] = React.useState(false);
+  React.useEffect(() => {
+    if (!copied) {
+      return;
+    }
+    const timer = setTimeout(() => setCopied(false), 3000); // said for a moment, then back to Copy
+    return () => clearTimeout(timer);
+  }, [copied, props.text]);
+  return (
+    <div className="jp-envmgr-copyblock">
+      <div className="jp-envmgr-copyblock-head">
+        <span className="jp-envmgr-copyblock-label">{props.label}</span>
+        <ToolbarButtonComponent icon={copyIcon} label={copied ? 'Copied' : 'Copy'} tooltip={`Copy the ${props.label.toLowerCase()} to the clipboard`}
+          className="jp-envmgr-copy" onClick={() => void copyText(props.text).then(() => setCopied(true))} />
+      </div>
+      <pre className="jp-envmgr-pre" aria-label={props.label} tabIndex={0}>{props.text}</pre>
+    </div>
+  );
+}
+
+/** The serving revision outside a notebook: a command in a terminal, and a pod for a Job, a Deployment or a training operator. */
+function UseElsewhere(props: { env: IEnvironment; usage: IUsage | null | undefined | string }): JSX.Element {
+  const { usage } = props;
+  let body: JSX.Element;
+  if (usage === undefined) {
+    body = <p>loading…</p>;
+  } else if (usage === null) {
+    body = <p className="jp-envmgr-none">Nothing to show yet: {props.env.name} has no ready revision. The command and the pod fragment appear when a build is ready.</p>;
+  } else if (typeof usage === 'string') {
+    body = <div className="jp-envmgr-error" role="alert">{usage}</div>;
+  } else {
+    body = (
+      <>
+        <p className="jp-envmgr-hint">Revision {usage.revision} (Python {props.env.python}) serves now. In a terminal, a command runs with this environment's interpreter first on <code>PATH</code> and the variables its kernels get:</p>
+        <CopyBlock label="Run command" text={usage.run} />
+        <p className="jp-envmgr-hint">In Kubernetes: merge this into a Job's, a Deployment's or a training operator's pod template (the volume, mounted at the same path, and the variables):</p>
+        <CopyBlock label="Pod fragment (YAML)" text={usage.yaml} />
+      </>
+    );
+  }
+  return (
+    <section className="jp-envmgr-elsewhere" aria-label="Use elsewhere">
+      <h4>Use elsewhere</h4>
+      {body}
+    </section>
+  );
+}
+
+function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string> | null; usage: IUsage | null | undefined | string }): JSX.Element {
   const { env } = props;
   const set = Object.fromEntries(Object.entries(props.kernelEnv || {}).filter(([k]) => !(k in env.env_vars) && k !== 'PYTHONPATH'));
   return (
@@ -347,7 +409,7 @@ function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string>
       <Pairs pairs={env.env_vars} />
       <p className="jp-envmgr-hint">Set by the init script (the lines it wrote to <code>ENVMGR_ENV_FILE</code>) and by the environment itself:</p>
       {props.kernelEnv ? <div aria-label="Variables set for kernels"><Pairs pairs={set} /></div> : <p className="jp-envmgr-none">no kernel yet</p>}
-      {/* Room for "Use elsewhere" (batch jobs and services on this environment): issue 17. */}
+      <UseElsewhere env={env} usage={props.usage} />
     </div>
   );
 }
@@ -361,7 +423,14 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
   const [revisions, setRevisions] = React.useState<IRevision[]>([]);
   const [error, setError] = React.useState('');
   const [proposal, setProposal] = React.useState<Partial<ISpec> | null>(null);
+  const [usage, setUsage] = React.useState<IUsage | null | undefined | string>(undefined);
   const key = env ? `${env.status}/${env.revision}/${env.ready_revision}` : '';
+  const serving = env ? `${env.ready_revision}/${env.kernel_name}` : '';
+  React.useEffect(() => {
+    if (env) {
+      void model.usage(name).then(setUsage, e => setUsage((e as Error).message)); // a new serving revision: a new fragment
+    }
+  }, [serving]);
   React.useEffect(() => {
     if (!env) {
       return;
@@ -438,7 +507,7 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
         )}
         {props.tab === 'Revisions' && <Revisions model={model} env={env} revisions={revisions} act={what => void act(what)} />}
         {props.tab === 'Build log' && <BuildLog model={model} env={env} revisions={revisions} />}
-        {props.tab === 'Resources' && <Resources env={env} kernelEnv={env.kernel_name ? actions.kernelEnv(env.kernel_name) : null} />}
+        {props.tab === 'Resources' && <Resources env={env} kernelEnv={env.kernel_name ? actions.kernelEnv(env.kernel_name) : null} usage={usage} />}
       </div>
     </div>
   );
@@ -475,7 +544,8 @@ export class CreateView extends ReactWidget {
   constructor(
     readonly model: EnvironmentsModel,
     private readonly done: (env: IEnvironment) => void,
-    private readonly cancel: () => void
+    private readonly cancel: () => void,
+    private readonly requested?: () => void
   ) {
     super();
     this.addClass('jp-envmgr-main');
@@ -504,7 +574,8 @@ export class CreateView extends ReactWidget {
             }
             this.done(env);
           }}
-          onCancel={this.cancel} />
+          onCancel={this.cancel}
+          onRequested={this.requested} />
       </div>
     ) : <p>loading…</p>;
   }

@@ -12,6 +12,7 @@ import { Widget } from '@lumino/widgets';
 
 import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
 import { CreateView, EnvironmentView, Tab } from './environmentView';
+import { RequestsView } from './requests';
 import { EnvironmentsModel, nameFromPath } from './model';
 import { EnvironmentsPanel } from './panel';
 import { KernelRevisions } from './restartNotice';
@@ -32,6 +33,7 @@ namespace CommandIDs {
   export const refresh = 'envmgr:refresh';
   export const openEnvironment = 'envmgr:open-environment';
   export const fromNotebook = 'envmgr:new-from-notebook';
+  export const requests = 'envmgr:requests';
 }
 
 /** Requests through Jupyter's own connection settings: base URL, token or cookie + XSRF. */
@@ -159,6 +161,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const identity = app.serviceManager.user.identity;
       if (identity) {
         model.user = { username: identity.username, display_name: identity.display_name || identity.name };
+        void model.loadRequests(); // which are one's own (to withdraw) and which are others' (to decide) is known now
       }
     });
     const revisions = new KernelRevisions(app, model);
@@ -168,7 +171,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const panel = new EnvironmentsPanel(model, {
       open: name => openEnvironment(name),
-      create: () => openCreate()
+      create: () => openCreate(),
+      requests: () => openRequests()
     });
     panel.id = 'jp-envmgr-panel';
     panel.title.icon = envmgrIcon;
@@ -224,6 +228,33 @@ const plugin: JupyterFrontEndPlugin<void> = {
       widget.content.focusTitle();
     }
 
+    let requestsWidget: MainAreaWidget<RequestsView> | null = null;
+
+    /** The requests, read again each time they are opened. */
+    function openRequests(): void {
+      if (!requestsWidget || requestsWidget.isDisposed) {
+        const content = new RequestsView(model, async (namespace, name) => {
+          if (namespace !== model.namespace) {
+            await model.setNamespace(namespace);
+          }
+          if (!model.find(name)) {
+            await model.refresh(); // the view of an environment the list does not hold yet would close at once
+          }
+          openEnvironment(name);
+        });
+        requestsWidget = new MainAreaWidget({ content });
+        requestsWidget.id = 'envmgr-requests';
+        requestsWidget.title.label = 'Environment requests';
+        requestsWidget.title.icon = envmgrIcon;
+        requestsWidget.title.closable = true;
+        requestsWidget.toolbar.hide();
+        app.shell.add(requestsWidget, 'main');
+      }
+      void model.loadRequests();
+      app.shell.activateById(requestsWidget.id);
+      requestsWidget.content.focusTitle();
+    }
+
     function openCreate(initial?: Partial<ISpec>, unresolved?: string[]): void {
       void model.loadInfo().then(() => {
         if (!createWidget || createWidget.isDisposed) {
@@ -236,6 +267,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
             () => {
               createWidget?.dispose();
               showInList();
+            },
+            () => {
+              createWidget?.dispose();
+              openRequests();
             }
           );
           createWidget = new MainAreaWidget({ content });
@@ -296,6 +331,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: addIcon,
       execute: () => openCreate()
     });
+    app.commands.addCommand(CommandIDs.requests, {
+      label: 'Environments: Requests',
+      caption: 'Requests for environments: approve, reject or withdraw',
+      execute: () => openRequests()
+    });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Environments: Refresh',
       execute: () => model.refresh()
@@ -316,7 +356,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh, CommandIDs.fromNotebook]) {
+    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh, CommandIDs.fromNotebook, CommandIDs.requests]) {
       palette?.addItem({ command, category: 'Environments' });
     }
     app.contextMenu.addItem({ command: CommandIDs.fromNotebook, selector: '.jp-Notebook', rank: 90 });

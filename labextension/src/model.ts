@@ -5,7 +5,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, EnvmgrApi, IAudit, IChange, IEnvironment, IInfo, Manager } from './api';
+import { ApiError, EnvmgrApi, IAudit, IChange, IEnvironment, IEnvRequest, IInfo, ISpec, IUsage, Manager, RequestAction } from './api';
 
 export interface IFilter {
   text: string;
@@ -167,6 +167,14 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+/** Open requests a user may decide: someone else's (the server shows others' requests only to writers of their namespace). */
+export function decidable(requests: IEnvRequest[], username: string | undefined): IEnvRequest[] {
+  return requests.filter(r => r.status === 'requested' && r.requester !== username);
+}
+
+/** Requests are not in `/events`: their count is re-read this often while the panel follows the server. */
+export const REQUESTS_INTERVAL = 30;
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>(resolve => {
     const timer = setTimeout(resolve, ms);
@@ -192,6 +200,15 @@ export class EnvironmentsModel {
   auditUnavailable = false;
   /** Whether the list follows `/events` right now (else it polls). */
   live = false;
+  /** Requests the user may see (theirs, and those of namespaces they may write), newest first. */
+  requests: IEnvRequest[] = [];
+  /** False once the server answers that it has no `/requests` (a server that predates them). */
+  requestsAvailable = true;
+
+  /** Open requests the signed-in user may approve or reject. */
+  get toDecide(): IEnvRequest[] {
+    return decidable(this.requests, this.user?.username);
+  }
 
   get namespace(): string {
     return this.api.namespace;
@@ -260,6 +277,7 @@ export class EnvironmentsModel {
         this.observe(environments); // else unchanged since the last list (304)
       }
       this.error = '';
+      void this.loadRequests();
     } catch (e) {
       this.error = (e as Error).message;
     }
@@ -319,6 +337,48 @@ export class EnvironmentsModel {
     }
   }
 
+  async loadRequests(): Promise<void> {
+    if (!this.requestsAvailable) {
+      return;
+    }
+    try {
+      const requests = await this.api.requests();
+      this.requests = [...requests].sort((a, b) => b.created.localeCompare(a.created));
+    } catch (e) {
+      const status = (e as ApiError).status;
+      this.requestsAvailable = !(status === 404 || status === 405);
+    }
+    this._changed.emit();
+  }
+
+  /** Act on a request, then read the list again (someone else may have decided it meanwhile); a refusal is thrown. */
+  async decide(id: string, action: RequestAction, message?: string): Promise<IEnvRequest> {
+    try {
+      return await this.api.decide(id, action, message);
+    } finally {
+      await this.loadRequests();
+    }
+  }
+
+  /** Ask for an environment the user may not create (the create form's "Request it"). */
+  async requestEnvironment(spec: ISpec): Promise<IEnvRequest> {
+    const request = await this.api.submitRequest(spec);
+    await this.loadRequests();
+    return request;
+  }
+
+  /** How to use an environment elsewhere; `null` while it has no ready revision (409 `not_ready`). */
+  async usage(name: string): Promise<IUsage | null> {
+    try {
+      return await this.api.usage(name);
+    } catch (e) {
+      if ((e as ApiError).status === 409) {
+        return null;
+      }
+      throw e;
+    }
+  }
+
   async remove(name: string): Promise<void> {
     this.deleting.add(name);
     this._changed.emit();
@@ -342,6 +402,8 @@ export class EnvironmentsModel {
     const controller = new AbortController();
     this._abort = controller;
     const signal = controller.signal;
+    const requests = setInterval(() => void this.loadRequests(), REQUESTS_INTERVAL * 1000);
+    signal.addEventListener('abort', () => clearInterval(requests));
     void (async () => {
       let streams = true;
       let backoff = 1;

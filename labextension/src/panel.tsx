@@ -1,6 +1,7 @@
 /**
  * The left side panel: a compact list of environments (name, status, Python, manager, labels, a
- * one-line message) with filters. Opening one, or "New environment", opens a main-area view.
+ * one-line message) with filters, and the count of requests waiting for the user. Opening one, "New
+ * environment" or the requests opens a main-area view.
  */
 import { addIcon, ReactWidget, refreshIcon, ToolbarButtonComponent } from '@jupyterlab/ui-components';
 import * as React from 'react';
@@ -25,6 +26,25 @@ interface IListProps {
   model: EnvironmentsModel;
   open: (name: string) => void;
   create: () => void;
+  requests: () => void;
+}
+
+/** The line that leads to the requests: how many wait for this user's decision, else how many of theirs are open. */
+function RequestsLine(props: { model: EnvironmentsModel; open: () => void }): JSX.Element | null {
+  const { model } = props;
+  const toDecide = model.toDecide.length;
+  const mine = model.requests.filter(r => r.status === 'requested' && r.requester === model.user?.username).length;
+  if (!model.requests.length) {
+    return null;
+  }
+  const text = toDecide ? `${toDecide} to decide` : mine ? `${mine} of yours open` : 'none open';
+  return (
+    <button className="jp-envmgr-requests-open" onClick={props.open} aria-label={`Requests: ${text}`}
+      title="Requests for environments: approve, reject or withdraw (opens in the main area)">
+      <span>Requests</span>
+      <span className={toDecide ? 'jp-envmgr-count jp-mod-attention' : 'jp-envmgr-count'} data-count={toDecide}>{text}</span>
+    </button>
+  );
 }
 
 function List(props: IListProps): JSX.Element {
@@ -41,6 +61,7 @@ function List(props: IListProps): JSX.Element {
           enabled={!!info} onClick={props.create} className="jp-envmgr-new" />
         <ToolbarButtonComponent icon={refreshIcon} tooltip="Refresh the list" onClick={() => void model.refresh()} />
       </div>
+      <RequestsLine model={model} open={props.requests} />
       <div className="jp-envmgr-filters">
         {clusters.length > 1 && (
           <select aria-label="Filter by cluster" value={model.filter.cluster} onChange={e => model.setFilter({ cluster: e.target.value })}>
@@ -105,7 +126,7 @@ function List(props: IListProps): JSX.Element {
 }
 
 export class EnvironmentsPanel extends ReactWidget {
-  constructor(readonly model: EnvironmentsModel, private readonly actions: { open: (name: string) => void; create: () => void }) {
+  constructor(readonly model: EnvironmentsModel, private readonly actions: { open: (name: string) => void; create: () => void; requests: () => void }) {
     super();
     this.addClass('jp-envmgr-panel');
   }
@@ -118,6 +139,6 @@ export class EnvironmentsPanel extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <List model={this.model} open={this.actions.open} create={this.actions.create} />;
+    return <List model={this.model} open={this.actions.open} create={this.actions.create} requests={this.actions.requests} />;
   }
 }

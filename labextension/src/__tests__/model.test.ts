@@ -210,12 +210,12 @@ describe('presets', () => {
 });
 
 describe('refresh', () => {
-  it('loads info, picks the first namespace, and asks for it', async () => {
+  it('loads info, picks the first namespace, and asks for it (and for the requests, of every namespace)', async () => {
     const server = new FakeServer();
     const model = new EnvironmentsModel(new EnvmgrApi(server.transport));
     await model.refresh();
     expect(model.namespace).toBe('default');
-    expect(server.seen).toEqual(['GET envmgr/api/info', 'GET envmgr/api/environments?namespace=default']);
+    expect(server.seen).toEqual(['GET envmgr/api/info', 'GET envmgr/api/environments?namespace=default', 'GET envmgr/api/requests']);
   });
 
   it('tells when kernels appear or go, not on every poll', async () => {
