@@ -725,6 +725,8 @@ class EnvironmentManager:
         spec = build.spec
         if not self.settings.reuse_revisions or spec.manager != "pip" or spec.init_script.strip():
             return False
+        if "--hash" in spec.packages:  # hash-pinned: only an install verifies the archives against the hashes
+            return False
         started = time.monotonic()
         copying = online = None
         try:
