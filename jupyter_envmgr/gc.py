@@ -66,10 +66,6 @@ def protected(store: Store, namespace: str, record: dict) -> set:
     return {n for n in keep if n}
 
 
-def _kept_bytes(store: Store) -> int:
-    return size_of(os.path.join(store.root, "envs")) + size_of(store.trash_dir)
-
-
 def revisions_to_prune(store: Store, namespace: str, record: dict, keep: int) -> list:
     """All but the newest `keep` revisions, less the protected ones (blocking)."""
     safe = protected(store, namespace, record)
@@ -128,7 +124,6 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
     """One pass of housekeeping; every blocking part runs in the records' worker threads."""
     store = records.store
     report = Report()
-    before = await records.run(_kept_bytes, store)
     for namespace in await records.run(store.namespaces_on_disk):
         await records.run(store.sweep, namespace, min_age)
         for record in await records.list(namespace):
@@ -144,8 +139,8 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
                     report.orphans.append(path)
             except EnvmgrError:  # deleted or busy meanwhile: next time
                 continue
+    report.freed_bytes = await records.run(size_of, store.trash_dir)  # what this pass (and earlier deletes) put there
     await records.empty_trash()
-    report.freed_bytes = max(0, before - await records.run(_kept_bytes, store))
     if uv and uv_cache_dir:
         report.cache_bytes = await records.run(prune_cache, uv, uv_cache_dir)
         report.freed_bytes += report.cache_bytes
