@@ -18,21 +18,9 @@ import time
 
 from seed import HERE  # noqa: F401  (puts tests/ on sys.path)
 
-from helpers import Server  # noqa: E402
+from helpers import Server, disk  # noqa: E402
 
 VERSIONS = ["1.16.0", "1.17.0", "1.15.0"]
-
-
-def disk(*paths) -> int:
-    seen, total = set(), 0
-    for path in paths:
-        for dirpath, _, filenames in os.walk(path):
-            for name in filenames:
-                st = os.lstat(os.path.join(dirpath, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_blocks * 512
-    return total
 
 
 def wait_revision(server: Server, name: str, revision: int) -> dict:

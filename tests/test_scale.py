@@ -10,7 +10,7 @@ import time
 import pytest
 from jupyter_client.kernelspec import NoSuchKernel
 
-from helpers import unique
+from helpers import disk, unique
 from jupyter_envmgr.kernels import CachingKernelSpecManager
 
 
@@ -160,19 +160,6 @@ async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local
     assert revs[2]["files"] == revs[1]["files"] and revs[2]["bytes"] == revs[1]["bytes"]
     status, body = await api.call("GET", "environments/no-such-env/usage")
     assert status == 404 and body["reason"]
-
-
-def disk(*paths) -> int:
-    """Blocks on disk under `paths`, each inode once (what `du -s a b c` says)."""
-    seen, total = set(), 0
-    for path in paths:
-        for dirpath, _, filenames in os.walk(path):
-            for name in filenames:
-                st = os.lstat(os.path.join(dirpath, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_blocks * 512
-    return total
 
 
 async def test_three_revisions_differing_in_one_small_package_take_little_more_than_one(api, local_index, envmgr_root):
