@@ -27,7 +27,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from .errors import EnvmgrError, forbidden, invalid
-from .spec import parse_requirements
+from .requirements import parse_requirements
 
 SOLVERS = ("rattler", "micromamba", "mamba", "conda")
 ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")

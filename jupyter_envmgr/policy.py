@@ -15,7 +15,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
-from .spec import SHORT_OPTIONS, EnvSpec, check_index_urls, parse_requirements, redact_url, short
+from .requirements import SHORT_OPTIONS, parse_requirements
+from .spec import EnvSpec, check_index_urls, redact_url, short
 
 #: Requirement-file options whose argument is an index (checked like index_urls when allowed).
 URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}

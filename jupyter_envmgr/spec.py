@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from .errors import EnvmgrError, invalid
 
 # Anchored with \A and \Z (never ^ and $, which let a trailing newline through), so that
@@ -71,27 +69,6 @@ class EnvSpec:
 
     def build_inputs(self) -> dict:
         return {k: getattr(self, k) for k in BUILD_INPUTS}
-
-
-@dataclass
-class RequirementLine:
-    """One logical line of a requirements.txt, classified so that policy can judge it.
-
-    `text` is the line as uv will get it (comments dropped, continuations joined, `${VAR}` expanded,
-    hashes normalized): the build installs exactly the lines that were judged, never the raw text.
-    """
-
-    lineno: int
-    text: str
-    kind: str  # "requirement", "option", "url" (direct URL), "path" (local file or dir)
-    requirement: Optional[Requirement] = None
-    target: str = ""  # "path": the file or directory it installs from; "option": the option's argument
-    option: str = ""  # "option": its long name (--index-url for -i); requirement: a per-line option other than --hash
-    hashes: list = field(default_factory=list)  # ["sha256:<hex>", ...]
-
-    def __post_init__(self):
-        if self.kind == "path" and not self.target:
-            self.target = self.requirement.url if self.requirement else self.text
 
 
 @dataclass
@@ -246,156 +223,6 @@ def check_choice(fieldname: str, value: Any, choices: Iterable[str], what: str) 
     if value not in choices:
         raise invalid(fieldname, f"{short(value)} is not {what}; use one of {', '.join(map(str, choices)) or '(none)'}")
     return value
-
-
-# ---------------------------------------------------------------- requirements
-
-
-#: pip's own rule: a comment starts at '#' at the line's start or after white space, and ends at the line's end.
-COMMENT_RE = re.compile(r"(?:\A|\s)#.*\Z", re.DOTALL)
-#: pip expands ${NAME} (upper case, digits, '_'); we expand it from the spec's env_vars.
-ENV_REF_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
-#: A requirement that ends so is a file to install, whatever else it looks like (pip and uv agree).
-ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
-HASH_RE = re.compile(r"\A(?:sha256|sha384|sha512|sha224|sha1|md5):[0-9a-fA-F]+\Z")
-#: Short option names pip accepts in requirements files, as their long names (what policy lists).
-SHORT_OPTIONS = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint", "-e": "--editable",
-                 "-f": "--find-links"}
-#: Options that take an argument (pip's requirements-file options).
-VALUE_OPTIONS = {"--index-url", "--extra-index-url", "--requirement", "--constraint", "--editable",
-                 "--find-links", "--no-binary", "--only-binary", "--trusted-host", "--use-feature",
-                 "--config-settings", "--global-option", "--install-option", "--hash"}
-
-
-def logical_lines(text: str):
-    """(first line number, text) of each logical line, as pip reads them.
-
-    A comment is cut from its own physical line first, so a `\\` inside a comment continues
-    nothing: `# note \\` followed by `--index-url ...` is a comment and then an option line.
-    """
-    parts: list = []
-    start = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if "\0" in raw:
-            raise invalid("packages", f"line {lineno} contains a NUL byte; remove it")
-        line = COMMENT_RE.sub("", raw)
-        if not parts:
-            start = lineno
-        if line.endswith("\\") and line == raw:
-            parts.append(line[:-1])
-            continue
-        parts.append(line)
-        joined, parts = "".join(parts).strip(), []
-        if joined:
-            yield start, joined
-    if parts and "".join(parts).strip():
-        yield start, "".join(parts).strip()
-
-
-def expand_variables(lineno: int, line: str, variables: dict) -> str:
-    def value(m):
-        if m[1] not in variables:
-            raise invalid("packages", f"line {lineno}: ${{{m[1]}}} is not set; define {m[1]} in env_vars or write "
-                                      "the value itself")
-        return variables[m[1]]
-
-    line = ENV_REF_RE.sub(value, line)
-    if "${" in line:  # what we did not expand, uv must not expand from the build's environment either
-        raise invalid("packages", f"line {lineno}: only ${{NAME}} references with upper-case letters, digits and '_' "
-                                  "are expanded (from env_vars); write the value itself")
-    return line
-
-
-def parse_requirements(text: str, variables: Optional[dict] = None) -> list:
-    """Split requirements.txt text into classified logical lines, refusing what does not parse."""
-    return [_classify(lineno, expand_variables(lineno, line, variables or {}))
-            for lineno, line in logical_lines(text)]
-
-
-def normalized_requirements(lines: list) -> str:
-    """The text uv gets: the judged lines, one per line, nothing else."""
-    return "".join(line.text + "\n" for line in lines)
-
-
-def _split_option(tokens: list) -> tuple:
-    """(long option name, its argument or "", tokens left) of `--opt=v`, `--opt v`, `-o v`, `-ov`."""
-    first = tokens[0]
-    if first.startswith("--"):
-        name, eq, value = first.partition("=")
-    else:
-        name, value = first[:2], first[2:]
-        eq = "=" if value else ""
-        if value.startswith("="):
-            value = value[1:]
-    name = SHORT_OPTIONS.get(name, name)
-    rest = tokens[1:]
-    if name in VALUE_OPTIONS and not eq:
-        if not rest:
-            raise invalid("packages", f"{name} needs a value")
-        value, rest = rest[0], rest[1:]
-    return name, value, rest
-
-
-def _classify(lineno: int, line: str) -> RequirementLine:
-    tokens = line.split()
-    line = " ".join(tokens)  # one line whatever an expanded variable held
-    # pip's break_args_options: the requirement is everything before the first token starting with '-'.
-    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
-    args, opts = tokens[:cut], tokens[cut:]
-    if not args:
-        try:
-            name, value, rest = _split_option(opts)
-        except EnvmgrError as e:
-            raise invalid("packages", f"line {lineno}: {e.message.partition(': ')[2]}") from None
-        text = f"{name} {value}".strip() if not rest else line
-        if name == "--editable" and value.startswith(("/", ".", "~", "file:")):
-            return RequirementLine(lineno, text, "path", target=value, option=name)
-        if name == "--editable" and "://" in value:  # -e git+https://...: a direct URL, judged as one
-            return RequirementLine(lineno, text, "url", target=value, option=name)
-        return RequirementLine(lineno, text, "option", target=value, option=name)
-    req_text = " ".join(args)
-    hashes, other = [], ""
-    while opts:
-        try:
-            name, value, opts = _split_option(opts)
-        except EnvmgrError as e:
-            raise invalid("packages", f"line {lineno}: {e.message.partition(': ')[2]}") from None
-        if name != "--hash":
-            other = other or name
-            continue
-        if not HASH_RE.fullmatch(value):
-            raise invalid("packages", f"line {lineno}: --hash={value} is not a hash; write --hash=sha256:<hex digest>")
-        hashes.append(value.lower())
-    text = req_text + "".join(f" --hash={h}" for h in hashes)
-    if other:
-        return RequirementLine(lineno, line, "option", target=req_text, option=other)
-    if req_text.startswith((".", "/", "~", "file:")) or req_text.lower().endswith(ARCHIVES):
-        return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
-    if "://" in req_text.split("@")[0]:
-        return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)
-    try:
-        req = Requirement(req_text)
-    except InvalidRequirement as e:
-        why = str(e).splitlines()[0] if str(e) else "not PEP 508"  # packaging adds the line and a caret below
-        raise invalid("packages", f"line {lineno}: {short(req_text)} is not a requirement ({why}); write e.g. 'numpy>=2' or "
-                                  "'pandas==2.2.*'") from None
-    if req.url:
-        kind = "path" if req.url.startswith("file:") else "url"
-        return RequirementLine(lineno, text, kind, req, hashes=hashes)
-    empty = [s.operator for s in req.specifier if not s.version.strip()]
-    if empty:  # packaging takes `numpy===`; no installer finds a version equal to nothing
-        raise invalid("packages", f"line {lineno}: {short(req_text)} has {empty[0]} with no version; write e.g. "
-                                  f"'{req.name}{empty[0]}1.2' or just '{req.name}'")
-    return RequirementLine(lineno, text, "requirement", req, hashes=hashes)
-
-
-def requirement_names(text: str) -> set:
-    from packaging.utils import canonicalize_name
-
-    return {canonicalize_name(l.requirement.name) for l in parse_requirements(text) if l.requirement}
-
-
-# ---------------------------------------------------------------- secrets
 
 
 def redact_url(url: str) -> str:

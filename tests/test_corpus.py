@@ -10,7 +10,8 @@ from jupyter_envmgr import conda
 from jupyter_envmgr.errors import EnvmgrError
 from jupyter_envmgr.policy import Policy
 from jupyter_envmgr.recipes import RecipeBook, Toolchain
-from jupyter_envmgr.spec import Offer, normalized_requirements, parse_create, parse_requirements
+from jupyter_envmgr.requirements import normalized_requirements, parse_requirements
+from jupyter_envmgr.spec import Offer, parse_create
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 MANIFEST = json.load(open(os.path.join(CORPUS, "manifest.json")))["files"]

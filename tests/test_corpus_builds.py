@@ -4,7 +4,6 @@ index, then notebooks run on their kernels by nbconvert and papermill, as a user
 The local index serves a small wheel for each name a file lists, so the files are built as written
 (comments, markers, pins) without downloading the real packages.
 """
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import nbformat
 import pytest
 import uv
 
-from jupyter_envmgr.spec import parse_requirements
+from jupyter_envmgr.requirements import parse_requirements
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 BUILT = ["pip/whisper.requirements.txt", "pip/clip.requirements.txt", "pip/pytorch-examples-mnist.requirements.txt"]

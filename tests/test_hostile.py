@@ -3,15 +3,14 @@
 The requirement parser is checked against pip's own reading (a comment ends at its line's end, even
 after a backslash), and what reaches uv is the text the policy judged.
 """
-import json
-import os
 
 import pytest
 
 from jupyter_envmgr.errors import EnvmgrError
 from jupyter_envmgr.policy import Policy
 from jupyter_envmgr.recipes import BuildPaths, RecipeBook, Toolchain, write_plan
-from jupyter_envmgr.spec import EnvSpec, normalized_requirements, parse_requirements
+from jupyter_envmgr.requirements import normalized_requirements, parse_requirements
+from jupyter_envmgr.spec import EnvSpec
 
 from test_validation import nothing_written
 

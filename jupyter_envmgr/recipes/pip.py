@@ -6,7 +6,8 @@ import json
 import os
 from typing import Optional
 
-from ..spec import EnvSpec, normalized_requirements, parse_requirements
+from ..requirements import normalized_requirements, parse_requirements
+from ..spec import EnvSpec
 
 REQUIREMENTS = "requirements.txt"
 
