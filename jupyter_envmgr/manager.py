@@ -73,6 +73,7 @@ class EnvironmentManager:
         self.records = Records(store, on_change=self._publish)
         self.feed = ChangeFeed(store, offer.namespaces, self.records.run, self.public, log=self.log)
         self.feed.listen(self._follow_switches)
+        self.sharing = sharing.Sharing(store, recipe_book, self.records.run, self.feed.fresh, self.paths, self.log)
         self._slots = asyncio.Semaphore(policy.max_concurrent_builds)
         self._builds: dict = {}  # (ns, name) -> Build this server launches or follows
         self._cancelled: set = set()  # build keys a user cancelled
@@ -414,7 +415,8 @@ class EnvironmentManager:
                     return
                 await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
                                          self.server_id, None, now())
-                if await self._reuse_revision(build):
+                if self.settings.reuse_revisions and await self.sharing.copy_same_lock(build):
+                    await self._end(build, {"status": Status.READY})
                     return
                 await self.records.run(self._write_plan, build)
                 handle = await self.builder.start(build)
@@ -549,7 +551,7 @@ class EnvironmentManager:
             os.utime(os.path.join(build.paths.prefix, FILE), (0, 0))  # no kernel yet: last use "never" (usage)
         if not os.path.exists(build.paths.plan):
             return  # a hard-linked copy (no plan was written): its bytecode is shared already
-        self._share_bytecode(build)
+        self.sharing.share_bytecode(build)
 
     def _reusable_init(self, build: Build) -> Optional[str]:
         """Blocking. With rerun_init_script off: the env file of the ready revision that already ran this script."""
@@ -713,137 +715,11 @@ class EnvironmentManager:
 
     # ------------------------------------------------------------ shared files (sharing.py)
 
-    async def _reuse_revision(self, build: Build) -> bool:
-        """A pip revision whose resolved lock equals a ready revision's: a hard-linked copy of it, no install.
-
-        True when the revision is ready that way; False (nothing left behind) and the build goes on as
-        usual when there is no such revision, the spec runs an init script, or anything fails. The index
-        is asked (the resolution that decides) while uv's cache alone resolves (`--offline`, milliseconds):
-        when that is no ready revision's lock, the asking stops and the build installs; when it is, the
-        copy is made meanwhile, so a re-create costs about one resolution.
-        """
-        spec = build.spec
-        if not self.settings.reuse_revisions or spec.manager != "pip" or spec.init_script.strip():
-            return False
-        if "--hash" in spec.packages:  # hash-pinned: only an install verifies the archives against the hashes
-            return False
-        started = time.monotonic()
-        copying = online = None
-        try:
-            candidates = await self._same_lock_candidates(build)
-            if not candidates:
-                return False
-            source = await self.records.run(self._resolve_input, build)
-            online = asyncio.ensure_future(self._resolve_lock(build, source))
-            guess = await self._resolve_lock(build, source, offline=True)
-            found = await self.records.run(sharing.find_same_lock, guess, candidates) if guess else None
-            if found is None:  # what the cache resolves to matches no ready revision: install, asking the index once
-                online.cancel()
-                return False
-            copying = asyncio.ensure_future(self.records.run(sharing.link_copy, found[0], build.paths.prefix))
-            wanted = await online
-            resolved = time.monotonic() - started
-            if wanted is None:  # the build will say why; a copy begun meanwhile goes
-                raise LookupError("uv pip compile found no resolution")
-            if wanted != guess:  # the index has newer releases than the cache knew: install them
-                raise LookupError("the index resolves to another lock than the cache")
-            linked = await copying
-            await self.records.run(self._copied, build, found, linked, resolved, time.monotonic() - started)
-        except Exception as e:  # the copy is a shortcut: any trouble and the build installs as usual
-            self.log.warning("envmgr: %s: no hard-linked copy (%s); installing", build.key, e)
-            if copying is not None:
-                with contextlib.suppress(Exception):
-                    await copying
-            if await self.records.run(os.path.lexists, build.paths.prefix):
-                await self.records.run(_discard, self.store, build.paths.prefix, f"{build.namespace}.{build.name}.reuse")
-            return False
-        finally:
-            if online is not None and not online.done():
-                online.cancel()
-            if copying is not None and not copying.done():  # a cancelled build: let the copy end before anything else
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(copying)
-        await self._end(build, {"status": Status.READY})
-        return True
-
-    def _resolve_input(self, build: Build) -> str:
-        """Blocking: the judged requirements and the base packages, as the file uv resolves."""
-        from .recipes import pip as pip_recipe
-
-        book = self.recipe_book
-        text = pip_recipe.judged_requirements(book, build.spec) + "".join(f"{p}\n" for p in book.base_packages.get("pip", []))
-        source = os.path.join(build.paths.build_dir, "resolve.in")
-        os.makedirs(build.paths.build_dir, exist_ok=True)
-        with open(source, "w") as f:
-            f.write(text)
-        return source
-
-    async def _resolve_lock(self, build: Build, source: str, offline: bool = False) -> Optional[frozenset]:
-        """The pins `uv pip compile` resolves `source` to (from the cache alone when offline), or None."""
-        import uv
-
-        book, spec = self.recipe_book, build.spec
-        env = dict(os.environ, **recipes.uv_env(spec, book.tools))
-        proc = await asyncio.create_subprocess_exec(
-            uv.find_uv_bin(), "pip", "compile", "--python", book.tools.python_for(spec.python), "--no-header",
-            "--no-annotate", "--quiet", *(["--offline"] if offline else []), source,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL, env=env)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            proc.kill()
-            await proc.wait()
-            raise
-        return sharing.pins(out.decode(errors="replace")) if proc.returncode == 0 else None
-
-    async def _same_lock_candidates(self, build: Build) -> list:
-        """(prefix, lock) of the ready pip revisions of the namespace with the same python and indexes,
-        this environment's own first."""
-        spec, own, others = build.spec, [], []
-        for record in await self.feed.fresh(build.namespace):
-            if (record.get("damaged") or record.get("manager") != "pip" or record.get("python") != spec.python
-                    or list(record.get("index_urls") or []) != list(spec.index_urls)):
-                continue
-            mine = record.get("name") == build.name
-            for rev in record.get("revisions", []):
-                if rev.get("status") == Status.READY and not (mine and rev["revision"] == build.revision):
-                    paths = self.paths(build.namespace, record["name"], rev["revision"])
-                    (own if mine else others).append((paths.prefix, paths.lock))
-        return own[::-1] + others  # the newest own revision first
-
-    def _copied(self, build: Build, found: tuple, linked: int, resolved: float, took: float) -> None:
-        """Blocking: the lock of the copied revision as this one's, and the log saying what happened."""
-        source_prefix, source_lock = found
-        shutil.copyfile(source_lock, build.paths.lock)
-        os.makedirs(os.path.dirname(build.paths.log), exist_ok=True)
-        with open(build.paths.log, "a") as log:
-            log.write(f"==> reuse: the resolved lock equals that of {os.path.relpath(source_prefix, self.store.root)}: "
-                      f"a hard-linked copy, nothing installed (resolved in {resolved:.2f}s)\n")
-            log.write(f"==> done in {took:.2f}s ({linked} files linked)\n")
-
-    def _share_bytecode(self, build: Build) -> None:
-        """Blocking: the new revision's bytecode shared with this environment's other ready revisions."""
-        try:
-            record = self.store.read(build.namespace, build.name)
-            others = [self.store.prefix(build.namespace, build.name, r["revision"]) for r in record.get("revisions", [])
-                      if r.get("status") == Status.READY and r["revision"] != build.revision]
-            sharing.share_bytecode(build.paths.prefix, others)
-        except Exception as e:  # sharing saves disk; it never fails a build
-            self.log.warning("envmgr: sharing the bytecode of %s failed: %s", build.key, e)
-
     async def usage(self, namespace: str, name: str, running_kernels: int = 0) -> dict:
         """GET .../usage: disk per kept revision, last kernel start, running kernels (API.md)."""
-        from .inuse import in_use, last_used
-
         record = await self.records.read_for_change(namespace, name)
         numbers = [r["revision"] for r in record.get("revisions", [])]
-
-        def measure():
-            prefixes = {n: self.store.prefix(namespace, name, n) for n in numbers}
-            present = {n: p for n, p in prefixes.items() if os.path.isdir(p)}
-            used = [t for t in (last_used(p) for p in present.values()) if t]  # 0: made at the switch, never used
-            return sharing.usage(present), (max(used) if used else None), sum(1 for p in present.values() if in_use(p))
-        revisions, last, held = await self.records.run(measure)
+        revisions, last, held = await self.records.run(self.sharing.usage, namespace, name, numbers)
         stamp = datetime.datetime.fromtimestamp(last, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if last else None
         return {"revisions": revisions, "last_used": stamp, "running_kernels": max(running_kernels, held)}
 

@@ -48,12 +48,17 @@ class LocalIndex:
 
     Fixed projects are added with `add`; any project named `envmgr-slow-*` is made on the fly and
     trickled out over `slow_seconds` (a build that takes a while, never cached under another name);
-    `envmgr-brief-*` likewise over a quarter of that.
+    `envmgr-brief-*` likewise over a quarter of that. With `max_age` the index answers with the cache
+    headers of the public index: `Cache-Control: max-age=<max_age>, public` on simple pages, immutable
+    files, so uv answers from its HTTP cache meanwhile; without it (the tests' default) every resolve sees
+    a project's newest files at once.
     """
 
-    def __init__(self, slow_seconds: float = 20.0):
+    def __init__(self, slow_seconds: float = 20.0, max_age: int = 0):
         self.files: dict = {}  # project -> {filename: bytes}
+        self.hashes: dict = {}  # (project, filename) -> sha256 hex, of files added from disk
         self.slow_seconds = slow_seconds
+        self.max_age = max_age
         self.requests: list = []
         index = self
 
@@ -81,12 +86,14 @@ class LocalIndex:
                 if not files:
                     return self.send_error(404)
                 links = "".join(
-                    f'<a href="/files/{project}/{fn}#sha256={hashlib.sha256(data).hexdigest()}">{fn}</a>\n'
+                    f'<a href="/files/{project}/{fn}#sha256={index.sha256(project, fn, data)}">{fn}</a>\n'
                     for fn, data in files.items()
                 )
                 body = f"<!DOCTYPE html><html><body>\n{links}</body></html>".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
+                if index.max_age:
+                    self.send_header("Cache-Control", f"max-age={index.max_age}, public")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if not getattr(self, "head_only", False):
@@ -95,6 +102,8 @@ class LocalIndex:
             def _file(self, project, data):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
+                if index.max_age:
+                    self.send_header("Cache-Control", "max-age=365000000, immutable, public")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if getattr(self, "head_only", False):
@@ -133,6 +142,18 @@ class LocalIndex:
     def add(self, name: str, version: str, module_code: str = "") -> None:
         filename, data = make_wheel(name, version, module_code)
         self.files.setdefault(self.normalize(name), {})[filename] = data
+
+    def sha256(self, project: str, filename: str, data: bytes) -> str:
+        return self.hashes.get((self.normalize(project), filename)) or hashlib.sha256(data).hexdigest()
+
+    def add_file(self, path: str) -> None:
+        """A wheel from disk (named `<dist>-<version>-...whl`), with its hash computed once."""
+        filename = os.path.basename(path)
+        project = self.normalize(filename.split("-", 1)[0])
+        with open(path, "rb") as f:
+            data = f.read()
+        self.files.setdefault(project, {})[filename] = data
+        self.hashes[(project, filename)] = hashlib.sha256(data).hexdigest()
 
     def project(self, project: str) -> dict:
         project = self.normalize(project)

@@ -138,7 +138,12 @@ async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local
     await api.ok("POST", f"environments/{second}/actions", {"action": "rebuild"}, expect=(202,))
     record = await api.wait_for(second, lambda r: r["ready_revision"] == 2 and r["status"] == "ready")
     status, log = await api.call("GET", f"environments/{second}/log", revision=2)
-    assert f"==> reuse: the resolved lock equals that of envs/default/{second}/rev-0001" in log
+    assert f"==> reuse: the resolved lock equals that of envs/default/{second}/rev-0001" in log and "uv pip install" not in log
+    plan = os.path.join(envmgr_root, "envs", "default", "{}", "builds", "rev-{:04d}", "plan.json")
+    assert os.path.isfile(plan.format(first, 1)) and not os.path.exists(plan.format(second, 2))  # installed; not built at all
+    one, two = site_packages(envmgr_root, second, 1), site_packages(envmgr_root, second, 2)
+    record = "envmgr_demo_pkg-1.0.dist-info/RECORD"  # each uv install writes its own; a copy links revision 1's
+    assert os.stat(os.path.join(one, record)).st_ino == os.stat(os.path.join(two, record)).st_ino
 
     # Another lock installs as usual; its bytecode is shared with the revisions that compiled the same files.
     await api.ok("PATCH", f"environments/{second}", {"packages": "envmgr-demo-pkg==2.0\n"}, expect=(202,))
