@@ -181,6 +181,7 @@ class KubernetesBuilder(base.Builder):
             python_install_dir=os.path.join(mount, "python"),
             extra_env=extra,
             python=self.config.kubernetes_python,
+            bytecode_cache_dir=os.path.join(mount, "cache", "bytecode"),
         )
 
     def namespaces(self) -> list:
