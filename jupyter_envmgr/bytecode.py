@@ -22,6 +22,7 @@ Standard library only: it runs where the build runs (python -m jupyter_envmgr.by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -68,17 +69,15 @@ def _link(src: str, dst: str) -> None:
         os.link(src, dst)
         return
     except FileExistsError:
-        pass
+        if os.path.samestat(os.stat(src), os.stat(dst)):
+            return
     tmp = f"{dst}.{_TOKEN}.tmp"
     try:
         os.link(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
+        os.replace(tmp, dst)  # a no-op leaving `tmp` when a racing writer linked the same file meanwhile
+    finally:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class Cache:

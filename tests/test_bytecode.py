@@ -52,8 +52,10 @@ def test_a_second_environment_links_what_the_first_compiled(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == os.path.join(b, "demo", "sub", "mod.py")
     assert os.stat(pyc(b, "demo/__init__.py")).st_nlink == 3  # a, b and the cache
-    # a third run finds everything in place
+    # a third run finds everything in place, and leaves no temporary file behind
     assert bytecode.share(sys.executable, cache, [b], log=lambda *_: None)["linked"] == 2
+    for top in (b, cache):
+        assert not [n for _, _, files in os.walk(top) for n in files if n.endswith(".tmp")]
 
 
 def test_stale_or_damaged_entries_are_never_used(tmp_path):
@@ -101,3 +103,20 @@ def test_prune_drops_entries_whose_source_nothing_links(tmp_path):
     os.unlink(os.path.join(pkgs, "demo", "__init__.py"))
     assert bytecode.prune(cache) > 0
     assert len(entries()) == 2
+
+
+def test_concurrent_builds_fill_one_cache_safely(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pkgs, cache = make_pkgs(tmp_path), str(tmp_path / "cache")
+    sites = [install(pkgs, str(tmp_path / f"e{i}")) for i in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda s: bytecode.share(sys.executable, cache, [s], log=lambda *_: None), sites))
+    assert all(r["compiled"] + r["linked"] == 2 for r in results), results
+    magic = importlib.util.MAGIC_NUMBER
+    for site in sites:
+        for rel in ("demo/__init__.py", "demo/sub/mod.py"):
+            assert bytecode._valid(pyc(site, rel), bytecode.header(magic, os.stat(os.path.join(site, rel))))
+    assert not [n for _, _, files in os.walk(cache) for n in files if n.endswith(".tmp")]
+    # whoever won each race, the next build links everything
+    assert bytecode.share(sys.executable, cache, [install(pkgs, str(tmp_path / "late"))], log=lambda *_: None)["linked"] == 2
