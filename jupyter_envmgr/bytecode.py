@@ -17,7 +17,8 @@ An entry is used only when its `.py` is the very file being compiled (same devic
 rename (atomic; concurrent builds may race, either result is valid). `prune` drops entries whose source
 nothing else links any more.
 
-Standard library only: it runs where the build runs (python -m jupyter_envmgr.bytecode --help).
+Standard library only: the build runs this file by its path (`python -I bytecode.py --help`), so a build
+image needs nothing of ours (a cluster gets a content-addressed copy on its volume, like the runner).
 """
 from __future__ import annotations
 
@@ -232,7 +233,7 @@ def _remove(path: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_envmgr.bytecode",
+    parser = argparse.ArgumentParser(prog="bytecode.py",
                                      description="Bytecode at build: link cached .pyc files, compile the rest.")
     parser.add_argument("python", help="the environment's interpreter (it compiles, and its magic number keys the cache)")
     parser.add_argument("dirs", nargs="*", help="directories to compile (default: its site-packages)")
