@@ -105,11 +105,11 @@ class Cache:
     def add(self, source: str, st: os.stat_result, pyc: str) -> bool:
         """Put `pyc` (valid for `source`) into the cache: the pin first, then the bytecode."""
         entry = self.entry(st)
-        os.makedirs(os.path.dirname(entry), exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(entry), exist_ok=True)
             _link(source, entry + ".py")
             _link(pyc, entry + ".pyc")
-        except OSError:  # another filesystem, or a file gone meanwhile: this one is just not shared
+        except OSError:  # another filesystem, a cache we may not write, a file gone meanwhile: not shared
             return False
         return True
 

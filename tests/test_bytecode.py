@@ -120,3 +120,13 @@ def test_concurrent_builds_fill_one_cache_safely(tmp_path):
     assert not [n for _, _, files in os.walk(cache) for n in files if n.endswith(".tmp")]
     # whoever won each race, the next build links everything
     assert bytecode.share(sys.executable, cache, [install(pkgs, str(tmp_path / "late"))], log=lambda *_: None)["linked"] == 2
+
+
+def test_a_cache_that_cannot_be_written_still_compiles(tmp_path):
+    pkgs = make_pkgs(tmp_path)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache's directory would be")
+    site = install(pkgs, str(tmp_path / "a"))
+    counts = bytecode.share(sys.executable, str(blocked / "cache"), [site], log=lambda *_: None)
+    assert (counts["compiled"], counts["cached"]) == (2, 0)
+    assert os.path.isfile(pyc(site, "demo/sub/mod.py"))
