@@ -115,7 +115,8 @@ class Cache:
 
 
 def sources(top: str):
-    """(path of each .py under `top`, its stat), __pycache__ and symlinked directories skipped."""
+    """(path, stat, whether it is the file itself, not a symlink) of each .py under `top`; __pycache__
+    and symlinked directories skipped."""
     stack = [top]
     while stack:
         directory = stack.pop()
@@ -127,7 +128,7 @@ def sources(top: str):
             name = e.name
             if name.endswith(".py"):
                 try:
-                    yield e.path, e.stat()
+                    yield e.path, e.stat(), not e.is_symlink()
                 except OSError:
                     continue
             elif name != "__pycache__" and e.is_dir(follow_symlinks=False):
@@ -149,11 +150,11 @@ def share(python: str, cache_root, dirs=None, log=print) -> dict:
     made = set()
     missing = []  # (source, stat, pyc, shared)
     for top in dirs:
-        for source, st in sources(top):
+        for source, st, itself in sources(top):
             folder, name = os.path.split(source)
             pycache = os.path.join(folder, "__pycache__")
             pyc = os.path.join(pycache, name[:-3] + suffix)
-            shared = cache.dir is not None and st.st_nlink > 1  # linked from a package cache
+            shared = cache.dir is not None and itself and st.st_nlink > 1  # linked from a package cache
             cached = cache.lookup(st) if shared else ""
             if cached:
                 if pycache not in made:

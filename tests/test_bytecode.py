@@ -130,3 +130,12 @@ def test_a_cache_that_cannot_be_written_still_compiles(tmp_path):
     counts = bytecode.share(sys.executable, str(blocked / "cache"), [site], log=lambda *_: None)
     assert (counts["compiled"], counts["cached"]) == (2, 0)
     assert os.path.isfile(pyc(site, "demo/sub/mod.py"))
+
+
+def test_a_symlinked_source_is_compiled_not_cached(tmp_path):
+    pkgs = make_pkgs(tmp_path)
+    site = install(pkgs, str(tmp_path / "a"))
+    os.symlink(os.path.join(pkgs, "demo", "__init__.py"), os.path.join(site, "demo", "alias.py"))
+    counts = bytecode.share(sys.executable, str(tmp_path / "cache"), [site], log=lambda *_: None)
+    assert (counts["compiled"], counts["cached"]) == (3, 2)
+    assert os.path.isfile(pyc(site, "demo/alias.py"))
