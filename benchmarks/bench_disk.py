@@ -2,7 +2,7 @@
 
 One server, one environment: revision 1 `numpy pandas six==1.16.0`, revision 2 with `six==1.17.0`,
 revision 3 with `six==1.15.0`. uv links every package file from its cache on the root's filesystem and
-each new revision's bytecode is linked to the previous revision's where the source is the same file, so
+the bytecode is compiled once per source file and linked from the bytecode cache into every revision, so
 the three together take little more than one. Disk is counted as `du` does: blocks, each inode once.
 For scale, a copy of revision 1 made without links (what an environment manager that shares nothing
 takes per revision). Target: three <= 1.2x one.

@@ -1,12 +1,13 @@
 """Real sizes (issue 14): create→ready of `numpy pandas matplotlib scikit-learn` through the REST API,
 cold and warm, against raw uv in the same run.
 
-  envmgr         POST /envmgr/api/environments until ready (reuse_revisions off, so every run installs;
-                 the build compiles bytecode, --compile-bytecode)
+  envmgr         POST /envmgr/api/environments until ready (reuse_revisions off, so every run installs:
+                 a new environment of another name; the build compiles bytecode, linking what an earlier
+                 build compiled from the same files from the bytecode cache, bytecode.py)
   uv             uv venv + uv pip install of the same packages (+ ipykernel), same interpreter
-  uv + bytecode  the same with --compile-bytecode (what the build does, so the like-for-like baseline)
-Cold: each side with its own empty cache (downloads everything); warm: the cache each filled.
-Target: envmgr within 1.2x raw uv.
+  uv + bytecode  the same with --compile-bytecode (uv compiles everything every time)
+Cold: each side with its own empty caches (downloads everything, compiles everything); warm: the caches
+each filled. Target: envmgr within 1.2x raw uv.
 
     cd benchmarks && python bench_real.py [--warm-runs 3]
 """
@@ -66,6 +67,7 @@ def main() -> int:
     try:
         cold_api = through_api(server, "cold")
         cold_uv = raw_uv(scratch, raw_cache, compile_bytecode=False)
+        cold_compiled = raw_uv(scratch, os.path.join(base, "raw-cache-2"), compile_bytecode=True)
         api, plain, compiled = [], [], []
         for i in range(args.warm_runs):  # interleaved, so drift in the machine hits all alike
             api.append(through_api(server, f"warm-{i}"))
@@ -76,12 +78,13 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     api_med, plain_med, compiled_med = statistics.median(api), statistics.median(plain), statistics.median(compiled)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {' '.join(PACKAGES)} + ipykernel")
-    print(f"cold: envmgr {cold_api:.1f} s, raw uv {cold_uv:.1f} s: ratio {cold_api / cold_uv:.2f} (the envmgr build also compiles bytecode)")
+    print(f"cold: envmgr {cold_api:.1f} s, raw uv {cold_uv:.1f} s, raw uv --compile-bytecode {cold_compiled:.1f} s: "
+          f"ratio {cold_api / cold_uv:.2f} / {cold_api / cold_compiled:.2f} (a cold envmgr build compiles everything once)")
     print(f"warm: envmgr median {api_med:.2f} s, raw uv {plain_med:.2f} s, raw uv --compile-bytecode {compiled_med:.2f} s "
           f"over {args.warm_runs} runs")
-    ok = api_med / compiled_med <= 1.2
-    print(f"warm ratio envmgr / raw uv: {api_med / plain_med:.2f}; envmgr / raw uv --compile-bytecode: {api_med / compiled_med:.2f} "
-          f"(target <= 1.2): {'OK' if ok else 'MISSED'}")
+    ok = api_med / plain_med <= 1.2
+    print(f"warm ratio envmgr / raw uv: {api_med / plain_med:.2f} (target <= 1.2): {'OK' if ok else 'MISSED'}; "
+          f"envmgr / raw uv --compile-bytecode: {api_med / compiled_med:.2f}")
     return 0 if ok else 1
 
 

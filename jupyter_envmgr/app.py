@@ -216,7 +216,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         )
         import uv
 
-        tools = Toolchain(uv=uv.find_uv_bin(), python_for=lambda v: pythons.pick(found, v), uv_cache_dir=self.uv_cache_dir)
+        tools = Toolchain(uv=uv.find_uv_bin(), python_for=lambda v: pythons.pick(found, v), uv_cache_dir=self.uv_cache_dir,
+                          bytecode_cache_dir=os.path.join(root, "cache", "bytecode"))
         if kube:
             tools = kube.toolchain()
         from .conda import CondaSettings
@@ -314,7 +315,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         while True:
             await asyncio.sleep(self.gc_interval)
             try:
-                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir)
+                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir,
+                                          bytecode_cache_dir=self.manager.recipe_book.tools.bytecode_cache_dir)
                 self.log.info("jupyter_envmgr gc: %s", report.summary())
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")

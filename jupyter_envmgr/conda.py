@@ -393,7 +393,7 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
 # ---------------------------------------------------------------- recipe (steps for runner.py)
 
 
-def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: str) -> str:
+def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: str, bytecode_cache=None) -> str:
     """The build's conda inputs, next to its plan (owner-readable only: channel URLs may hold tokens)."""
     os.makedirs(paths.build_dir, exist_ok=True)
     data = {
@@ -409,6 +409,7 @@ def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: st
         "activate_env": paths.activate_env,
         "solver": settings.solver,
         "notes": resolved.notes,
+        "bytecode_cache": bytecode_cache,
     }
     path = os.path.join(paths.build_dir, INPUT_FILE)
     _write(path, json.dumps(data, indent=2), 0o600)
@@ -421,7 +422,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     """solve+link (py-rattler, or a conda binary), pip (uv), activate, lock: argv lists, no shell."""
     from .recipes import Step
 
-    data = write_input(resolved, paths, settings, env_name)
+    data = write_input(resolved, paths, settings, env_name, tools.bytecode_cache_dir)
     module = [tools.python, "-m", "jupyter_envmgr.conda"]  # the interpreter where the build runs
     # activate + lock come after the pip sub-list; without one they run in the install's own process.
     finish = ["compile", "activate", "lock"]
@@ -438,7 +439,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
         conda = Step("conda", argv + ["--", *resolved.specs] if settings.solver == "conda" else argv + resolved.specs, env=env)
     out = [conda]
     if resolved.pip:
-        out.append(Step("pip", [tools.uv, "pip", "install", "--compile-bytecode", "--python", paths.python,
+        out.append(Step("pip", [tools.uv, "pip", "install", "--python", paths.python,  # compiled by "compile"
                                 "-r", os.path.join(paths.build_dir, PIP_REQUIREMENTS)]))
     if resolved.pip or settings.solver != "rattler":
         out.append(Step("activate", [*module, *finish, data]))
@@ -763,9 +764,12 @@ def cmd_lock(data: dict) -> int:
 
 
 def cmd_compile(data: dict) -> int:
-    """Bytecode at build time: the prefix's own interpreter compiles its lib/ once (its magic number,
-    its optimization level), so a kernel on shared storage imports .pyc files and writes none.
+    """Bytecode at build time: the prefix's own interpreter compiles its lib/ (its magic number, its
+    optimization level), so a kernel on shared storage imports .pyc files and writes none; what another
+    build compiled from the same package file is linked from the bytecode cache (bytecode.py).
     A file that does not compile (a package's deliberately broken test data) is noted, not fatal."""
+    from . import bytecode
+
     prefix = data["prefix"]
     python = os.path.join(prefix, "bin", "python")
     lib = os.path.join(prefix, "lib")
@@ -773,11 +777,11 @@ def cmd_compile(data: dict) -> int:
         print("no bin/python in the prefix: nothing to compile", flush=True)
         return 0
     started = time.monotonic()
-    proc = subprocess.run([python, "-m", "compileall", "-q", "-j", "0", lib], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        print(f"note: some files of {lib} did not compile (they are imported from source, as before)", flush=True)
-    print(f"compiled bytecode in {time.monotonic() - started:.1f}s", flush=True)
+    counts = bytecode.share(python, data.get("bytecode_cache"), [lib])
+    if counts["failed"]:
+        print(f"note: {counts['failed']} files of {lib} did not compile (they are imported from source, as before)", flush=True)
+    print(f"bytecode in {time.monotonic() - started:.1f}s: {counts['linked']} linked from the cache, "
+          f"{counts['compiled']} compiled", flush=True)
     return 0
 
 

@@ -120,7 +120,7 @@ def prune_cache(uv: str, cache_dir: str) -> int:
 
 
 async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir: Optional[str] = None,
-                  min_age: float = 600) -> Report:
+                  min_age: float = 600, bytecode_cache_dir: Optional[str] = None) -> Report:
     """One pass of housekeeping; every blocking part runs in the records' worker threads."""
     store = records.store
     report = Report()
@@ -143,5 +143,9 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
     await records.empty_trash()
     if uv and uv_cache_dir:
         report.cache_bytes = await records.run(prune_cache, uv, uv_cache_dir)
-        report.freed_bytes += report.cache_bytes
+    if bytecode_cache_dir:  # after uv's prune: bytecode of sources it dropped goes too
+        from . import bytecode
+
+        report.cache_bytes += await records.run(bytecode.prune, bytecode_cache_dir)
+    report.freed_bytes += report.cache_bytes
     return report

@@ -11,7 +11,7 @@ import re
 STEP_RE = re.compile(r"^==> \[(\d+)/(\d+)\] ([\w-]+):")
 EXPLICIT_RE = re.compile(r"^\[envmgr-progress\] ([0-9.]+) ?(.*)$")
 #: Relative size of each step; unknown steps weigh 1.
-STEP_WEIGHTS = {"venv": 1, "install": 12, "lock": 0.5, "init": 1, "solve": 3, "link": 8, "pip": 4, "activate": 0.5, "conda": 11}
+STEP_WEIGHTS = {"venv": 1, "install": 12, "lock": 0.5, "init": 1, "solve": 3, "link": 8, "pip": 4, "activate": 0.5, "conda": 11, "bytecode": 2}
 UV_LINES = [
     (re.compile(r"^Resolved (\d+) packages?"), 0.3, "resolved {0} packages"),
     (re.compile(r"^Prepared (\d+) packages?"), 0.8, "prepared {0} packages"),
@@ -30,6 +30,7 @@ STEP_MESSAGES = {
     "pip": "installing pip packages",
     "conda": "solving and installing conda packages",
     "activate": "capturing the activation",
+    "bytecode": "compiling bytecode",
 }
 
 

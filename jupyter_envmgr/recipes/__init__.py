@@ -36,6 +36,11 @@ class Toolchain:
     #: The interpreter that runs build-side programs (`-m jupyter_envmgr.conda`) where the build runs:
     #: this server's for local builds, the build image's on Kubernetes (c.EnvManagerApp.kubernetes_python).
     python: str = sys.executable
+    #: Compiled bytecode shared by every build (bytecode.py), on the root's filesystem; None: no sharing.
+    bytecode_cache_dir: Optional[str] = None
+    #: bytecode.py (standard library only) as a file where the build runs, so pip builds need nothing of
+    #: ours in a build image: this package's own file here, a content-addressed copy on a cluster's volume.
+    bytecode_program: str = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bytecode.py")
 
 
 @dataclass
@@ -68,6 +73,13 @@ class BuildPaths:
     @property
     def activate_env(self) -> str:
         return os.path.join(self.build_dir, "activate.json")
+
+
+def bytecode_step(tools: Toolchain, python: str, *dirs: str) -> Step:
+    """Compiled here, once, so no kernel compiles .pyc files on shared storage at import time; what another
+    build compiled from the same source file is linked from the cache, not compiled again."""
+    cache = ["--cache", tools.bytecode_cache_dir] if tools.bytecode_cache_dir else []
+    return Step("bytecode", [tools.python, "-I", tools.bytecode_program, *cache, python, *dirs])
 
 
 def init_step(spec: EnvSpec, paths: BuildPaths, timeout: float) -> list:

@@ -34,16 +34,16 @@ def judged_requirements(book, spec: EnvSpec) -> str:
 
 
 def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
-    from . import Step, _write
+    from . import Step, _write, bytecode_step
 
     os.makedirs(paths.build_dir, exist_ok=True)
     _write(os.path.join(paths.build_dir, REQUIREMENTS), judged_requirements(book, spec))
     tools = book.tools
     return [
         Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
-        # Compiled here, once, so no kernel compiles .pyc files on shared storage at import time.
-        Step("install", [tools.uv, "pip", "install", "--compile-bytecode", "--python", paths.python,
+        Step("install", [tools.uv, "pip", "install", "--python", paths.python,
                          "-r", os.path.join(paths.build_dir, REQUIREMENTS), *base_packages]),
+        bytecode_step(tools, paths.python),
         Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
     ]
 

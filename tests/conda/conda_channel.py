@@ -160,6 +160,61 @@ def python_package(channel_dir: str, base: str = sys.base_prefix) -> str:
     return write_package(path, index, files, symlinks=symlinks, has_prefix=has_prefix)
 
 
+def wheel_package(channel_dir: str, wheel: str) -> str:
+    """A conda package holding what the wheel `wheel` installs, as conda-forge's repackaged wheels do.
+
+    A pure wheel becomes `noarch: python` (site-packages/ remapped at link time); a binary one a
+    linux-64 package for this interpreter's python X.Y. Its depends are the wheel's Requires-Dist for
+    this platform, names only (the channel holds one version of each); extras are left out.
+    """
+    import zipfile
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    name, version, _, tags = parse_wheel_filename(os.path.basename(wheel))
+    name, version = canonicalize_name(name), str(version)
+    pure = all(t.platform == "any" for t in tags)
+    xy = sysconfig.get_python_version()
+    site = "site-packages" if pure else f"lib/python{xy}/site-packages"
+    env = dict(default_environment(), extra="")
+    files, depends = {}, []
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            if info.is_dir():
+                continue
+            parts = info.filename.split("/")
+            if parts[0].endswith(".data"):  # <name>.data/{purelib,platlib,scripts,data}/...
+                kind, rest = parts[1], "/".join(parts[2:])
+                rel = {"purelib": f"{site}/{rest}", "platlib": f"{site}/{rest}", "scripts": f"bin/{rest}",
+                       "data": rest}.get(kind)
+                if rel is None:
+                    continue
+            else:
+                rel = f"{site}/{info.filename}"
+            mode = (info.external_attr >> 16) & 0o777 or 0o644
+            files[rel] = (z.read(info), mode)
+            if parts[0].endswith(".dist-info") and parts[-1] == "METADATA":
+                for line in z.read(info).decode().splitlines():
+                    if line.startswith("Requires-Dist:"):
+                        req = Requirement(line.split(":", 1)[1].strip())
+                        if req.marker is None or req.marker.evaluate(env):
+                            depends.append(canonicalize_name(req.name))
+    build = "py_0" if pure else f"py{xy.replace('.', '')}_0"
+    index = {"name": name, "version": version, "build": build, "build_number": 0,
+             "depends": (["python >=3.9"] if pure else [f"python {xy}.*"]) + sorted(set(depends)),
+             "subdir": "noarch" if pure else "linux-64", "license": "see the wheel", "timestamp": 1_700_000_000_000}
+    link = None
+    if pure:
+        index["noarch"] = "python"
+        link = {"noarch": {"type": "python", "entry_points": []}, "package_metadata_version": 1}
+    else:
+        index.update(arch="x86_64", platform="linux")
+    path = os.path.join(channel_dir, index["subdir"], f"{name}-{version}-{build}.tar.bz2")
+    return write_package(path, index, files, link)
+
+
 DEMO_CODE = '''"""envmgr-conda-demo: a conda package made by the tests."""
 import os
 __version__ = {version!r}
@@ -201,6 +256,34 @@ def cached_channel(cache_root: str) -> str:
     tmp = f"{target}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     build_channel(tmp)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another run made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def real_channel(cache_root: str, packages: list) -> str:
+    """A channel of real packages under `cache_root`: the wheels that pip resolves `packages` to for this
+    interpreter (numpy, pandas... from the Python package index), each repackaged by `wheel_package`, and
+    the `python` package cut from this interpreter. Built once per package list and interpreter."""
+    import subprocess
+
+    key = hashlib.sha256(f"{CHANNEL_VERSION}|{sys.base_prefix}|{sys.version}|{sorted(packages)}".encode()).hexdigest()[:12]
+    target = os.path.join(cache_root, f"real-channel-{key}")
+    if os.path.exists(os.path.join(target, "noarch", "repodata.json")):
+        return target
+    wheels = os.path.join(cache_root, f"real-wheels-{key}")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:", "--dest", wheels,
+                    *packages], check=True)
+    tmp = f"{target}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("noarch", "linux-64"):
+        os.makedirs(os.path.join(tmp, sub))
+    python_package(tmp)
+    for wheel in sorted(glob.glob(os.path.join(wheels, "*.whl"))):
+        wheel_package(tmp, wheel)
+    asyncio.run(__import__("rattler.index", fromlist=["index_fs"]).index_fs(tmp, write_zst=False, write_shards=False))
     try:
         os.rename(tmp, target)
     except OSError:  # another run made it first

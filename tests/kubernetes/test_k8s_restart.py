@@ -139,8 +139,8 @@ def test_restart_mid_job(standin, kube_config, local_index, tmp_path, envmgr_roo
         # The log of the re-attached build: what the first server copied, then the rest, no line twice.
         status, text = second.call("GET", "environments/r-running/log")
         steps = [line.split(":")[0] for line in text.splitlines() if line.startswith("==> ")]
-        assert steps[:3] == ["==> [1/3] venv", "==> [2/3] install", "==> [3/3] lock"] and len(steps) == 4, text
-        assert steps[3].startswith("==> done in"), text
+        assert steps[:4] == ["==> [1/4] venv", "==> [2/4] install", "==> [3/4] bytecode", "==> [4/4] lock"] and len(steps) == 5, text
+        assert steps[4].startswith("==> done in"), text
         assert text == standin.pod_log(jobs["r-running"])
         kernels = os.listdir(os.path.join(envmgr_root, "jupyter", "kernels"))
         assert {"envmgr-r-running", "envmgr-r-finished"} <= set(kernels)

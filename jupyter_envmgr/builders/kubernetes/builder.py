@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -181,6 +182,8 @@ class KubernetesBuilder(base.Builder):
             python_install_dir=os.path.join(mount, "python"),
             extra_env=extra,
             python=self.config.kubernetes_python,
+            bytecode_cache_dir=os.path.join(mount, "cache", "bytecode"),
+            bytecode_program=self.bytecode_program(mount),
         )
 
     def namespaces(self) -> list:
@@ -269,7 +272,22 @@ class KubernetesBuilder(base.Builder):
             atomic_write(path, source, mode=0o644)
         return path
 
+    @staticmethod
+    def bytecode_program(mount_path: str, write: bool = False) -> str:
+        """bytecode.py (standard library only) on the volume, content-addressed like the runner, so a pip
+        build's bytecode step needs nothing of ours in the image."""
+        from ... import bytecode
+
+        with open(bytecode.__file__, "rb") as f:
+            source = f.read()
+        path = os.path.join(mount_path, ".envmgr", f"bytecode-{hashlib.sha256(source).hexdigest()[:12]}.py")
+        if write and not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, source, mode=0o644)
+        return path
+
     def manifest(self, build: base.Build, name: str, cluster: Cluster) -> dict:
+        self.bytecode_program(cluster.mount_path, write=True)
         return objects.job_manifest(
             self.config, claim=cluster.pvc_name, mount_path=cluster.mount_path, active_deadline=active_deadline(self.config),
             namespace=build.namespace, env_name=build.name, revision=build.revision, name=name,
