@@ -549,9 +549,6 @@ class EnvironmentManager:
             with open(os.path.join(build.paths.prefix, FILE), "a"):
                 pass
             os.utime(os.path.join(build.paths.prefix, FILE), (0, 0))  # no kernel yet: last use "never" (usage)
-        if not os.path.exists(build.paths.plan):
-            return  # a hard-linked copy (no plan was written): its bytecode is shared already
-        self.sharing.share_bytecode(build)
 
     def _reusable_init(self, build: Build) -> Optional[str]:
         """Blocking. With rerun_init_script off: the env file of the ready revision that already ran this script."""

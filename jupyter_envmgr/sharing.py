@@ -111,55 +111,6 @@ def _copy_link(path: str, target: str, old: bytes, new: bytes) -> None:
     os.symlink(dest.replace(old.decode(), new.decode()) if dest.startswith(old.decode()) else dest, target)
 
 
-def share_bytecode(prefix: str, others: Iterable[str]) -> int:
-    """Replace each .pyc of `prefix` by a hard link to another revision's, where both compiled the very
-    same source file (one inode: uv linked both from its cache). Returns the files shared.
-
-    The bytes of two such .pyc differ only in the path recorded at compile time, which the import system
-    replaces with the importing path (so tracebacks name the right revision); their header (source
-    mtime and size) is the same, so the shared file is valid for both.
-    """
-    others = [o for o in others if o != prefix and os.path.isdir(o)]
-    shared = 0
-    if not others:
-        return 0
-    for dirpath, _, filenames in os.walk(prefix):
-        if os.path.basename(dirpath) != "__pycache__":
-            continue
-        rel = os.path.relpath(dirpath, prefix)
-        for name in filenames:
-            if not name.endswith(".pyc"):
-                continue
-            source = os.path.join(os.path.dirname(dirpath), name.split(".", 1)[0] + ".py")
-            try:
-                mine = os.stat(source)
-                pyc_stat = os.stat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if pyc_stat.st_nlink > 1:
-                continue  # already shared
-            for other in others:
-                other_pyc = os.path.join(other, rel, name)
-                other_source = os.path.join(other, os.path.dirname(rel), os.path.basename(source))
-                try:
-                    if os.stat(other_source).st_ino != mine.st_ino or not os.path.isfile(other_pyc):
-                        continue
-                except OSError:
-                    continue
-                _replace_with_link(other_pyc, os.path.join(dirpath, name))
-                shared += 1
-                break
-    return shared
-
-
-def _replace_with_link(src: str, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.link(src, tmp)
-    os.replace(tmp, path)
-
-
 def usage(prefixes: dict) -> list:
     """[{"revision", "bytes", "unique_bytes", "files"}] of {revision: prefix}.
 
@@ -318,16 +269,6 @@ class Sharing:
         if os.path.lexists(prefix):
             with contextlib.suppress(EnvmgrError):  # gone meanwhile
                 shutil.rmtree(self.store.to_trash(prefix, label), ignore_errors=True)
-
-    def share_bytecode(self, build: Build) -> None:
-        """Blocking: the new revision's bytecode shared with this environment's other ready revisions."""
-        try:
-            record = self.store.read(build.namespace, build.name)
-            others = [self.store.prefix(build.namespace, build.name, r["revision"]) for r in record.get("revisions", [])
-                      if r.get("status") == Status.READY and r["revision"] != build.revision]
-            share_bytecode(build.paths.prefix, others)
-        except Exception as e:  # sharing saves disk; it never fails a build
-            self.log.warning("envmgr: sharing the bytecode of %s failed: %s", build.key, e)
 
     def usage(self, namespace: str, name: str, numbers: list) -> tuple:
         """Blocking: (usage of each kept revision, last kernel start or None, revisions a kernel uses)."""

@@ -145,7 +145,7 @@ async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local
     record = "envmgr_demo_pkg-1.0.dist-info/RECORD"  # each uv install writes its own; a copy links revision 1's
     assert os.stat(os.path.join(one, record)).st_ino == os.stat(os.path.join(two, record)).st_ino
 
-    # Another lock installs as usual; its bytecode is shared with the revisions that compiled the same files.
+    # Another lock installs as usual; its bytecode is linked from the root's bytecode cache (bytecode.py) where another build compiled the same file.
     await api.ok("PATCH", f"environments/{second}", {"packages": "envmgr-demo-pkg==2.0\n"}, expect=(202,))
     record = await api.wait_for(second, lambda r: r["ready_revision"] == 3 and r["status"] == "ready")
     status, log = await api.call("GET", f"environments/{second}/log", revision=3)
