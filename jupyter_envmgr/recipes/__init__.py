@@ -33,7 +33,7 @@ class Toolchain:
     uv_cache_dir: str
     python_install_dir: Optional[str] = None
     extra_env: dict = field(default_factory=dict)
-    #: The interpreter that runs build-side programs (`-m jupyter_envmgr.conda`) where the build runs:
+    #: The interpreter that runs build-side programs (`-m jupyter_envmgr.conda_build`) where the build runs:
     #: this server's for local builds, the build image's on Kubernetes (c.EnvManagerApp.kubernetes_python).
     python: str = sys.executable
     #: Compiled bytecode shared by every build (bytecode.py), on the root's filesystem; None: no sharing.

@@ -76,7 +76,7 @@ async def test_conda_build_runs_on_the_images_interpreter(api, control_plane, ku
     assert job.spec.template.spec.containers[0].command[0] == "python3"
     status, log = await api.call("GET", "environments/real-conda/log", namespace=ns)
     [conda_step] = [line for line in log.splitlines() if line.startswith("==> [1/")]
-    assert "python3 -m jupyter_envmgr.conda" in conda_step and sys.executable not in conda_step, conda_step
+    assert "python3 -m jupyter_envmgr.conda_build" in conda_step and sys.executable not in conda_step, conda_step
     out = await api.run("envmgr-real-conda", "import envmgr_conda_demo, sys; print(envmgr_conda_demo.__name__, sys.prefix)")
     assert out.split()[0] == "envmgr_conda_demo" and "real-conda" in out
 
