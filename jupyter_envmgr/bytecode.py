@@ -17,8 +17,9 @@ An entry is used only when its `.py` is the very file being compiled (same devic
 rename (atomic; concurrent builds may race, either result is valid). `prune` drops entries whose source
 nothing else links any more.
 
-Standard library only: the build runs this file by its path (`python -I bytecode.py --help`), so a build
-image needs nothing of ours (a cluster gets a content-addressed copy on its volume, like the runner).
+Standard library only: the build runs this file by its path with the environment's own interpreter
+(`<prefix>/bin/python -I bytecode.py --help`), so a build image needs nothing of ours (a cluster gets a
+content-addressed copy on its volume, like the runner).
 """
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ else:
 """
 HEADER = 16
 _TOKEN = os.urandom(6).hex()  # temp names unique across hosts sharing the root (pids are not)
+
+
+def _info() -> str:
+    """What INFO prints, asked of this interpreter."""
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        exec(INFO, {})
+    return out.getvalue()
 
 
 def header(magic: bytes, st: os.stat_result) -> bytes:
@@ -138,8 +150,11 @@ def sources(top: str):
 def share(python: str, cache_root, dirs=None, log=print) -> dict:
     """Give every .py under `dirs` (default: the interpreter's site-packages) a valid .pyc, from the cache
     where it has one, compiled by `python` where not; then cache what was compiled. Returns counts."""
-    info = json.loads(subprocess.run([python, "-I", "-c", INFO], capture_output=True, text=True, check=True,
-                                     stdin=subprocess.DEVNULL).stdout)
+    if python == sys.executable:  # the environment's own interpreter runs this: ask it in-process
+        info = json.loads(_info())
+    else:
+        info = json.loads(subprocess.run([python, "-I", "-c", INFO], capture_output=True, text=True, check=True,
+                                         stdin=subprocess.DEVNULL).stdout)
     tag, magic = info[0], bytes.fromhex(info[1])
     counts = {"linked": 0, "kept": 0, "compiled": 0, "failed": 0, "cached": 0}
     if tag is None:  # an interpreter that writes no bytecode
@@ -236,7 +251,9 @@ def _remove(path: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bytecode.py",
                                      description="Bytecode at build: link cached .pyc files, compile the rest.")
-    parser.add_argument("python", help="the environment's interpreter (it compiles, and its magic number keys the cache)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the environment's interpreter (it compiles, and its magic number keys the cache); "
+                             "default: the one running this, which saves asking another")
     parser.add_argument("dirs", nargs="*", help="directories to compile (default: its site-packages)")
     parser.add_argument("--cache", default=None, help="the bytecode cache on the root's filesystem (none: compile all)")
     args = parser.parse_args(argv)

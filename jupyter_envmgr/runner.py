@@ -60,7 +60,9 @@ def main(plan_path):
         step_deadline = deadline
         if step.get("timeout"):
             step_deadline = min(deadline, time.monotonic() + float(step["timeout"]))
+        step_started = time.monotonic()
         code, tail, timed_out = run_step(step, dict(base_env, **step.get("env", {})), log, step_deadline)
+        log.write(f"==> {step['name']} took {time.monotonic() - step_started:.2f}s\n")
         if code != 0:
             if timed_out:
                 what = "the init script" if step["name"] == "init" else f"step {step['name']}"

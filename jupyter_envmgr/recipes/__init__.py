@@ -79,7 +79,7 @@ def bytecode_step(tools: Toolchain, python: str, *dirs: str) -> Step:
     """Compiled here, once, so no kernel compiles .pyc files on shared storage at import time; what another
     build compiled from the same source file is linked from the cache, not compiled again."""
     cache = ["--cache", tools.bytecode_cache_dir] if tools.bytecode_cache_dir else []
-    return Step("bytecode", [tools.python, "-I", tools.bytecode_program, *cache, python, *dirs])
+    return Step("bytecode", [python, "-I", tools.bytecode_program, *cache, *dirs])
 
 
 def init_step(spec: EnvSpec, paths: BuildPaths, timeout: float) -> list:
