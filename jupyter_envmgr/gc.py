@@ -119,9 +119,10 @@ def prune_cache(uv: str, cache_dir: str) -> int:
     return max(0, before - size_of(cache_dir))
 
 
-async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir: Optional[str] = None,
+async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir=None,
                   min_age: float = 600) -> Report:
-    """One pass of housekeeping; every blocking part runs in the records' worker threads."""
+    """One pass of housekeeping over every root; every blocking part runs in the records' worker threads.
+    `uv_cache_dir`: a cache dir, or a list of them (one per root)."""
     store = records.store
     report = Report()
     for namespace in await records.run(store.namespaces_on_disk):
@@ -139,9 +140,10 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
                     report.orphans.append(path)
             except EnvmgrError:  # deleted or busy meanwhile: next time
                 continue
-    report.freed_bytes = await records.run(size_of, store.trash_dir)  # what this pass (and earlier deletes) put there
+    # What this pass (and earlier deletes) put into the trash/ of every root.
+    report.freed_bytes = sum([await records.run(size_of, store.trash_dir_of(root)) for root in store.all_roots])
     await records.empty_trash()
-    if uv and uv_cache_dir:
-        report.cache_bytes = await records.run(prune_cache, uv, uv_cache_dir)
-        report.freed_bytes += report.cache_bytes
+    for cache in ([uv_cache_dir] if isinstance(uv_cache_dir, str) else uv_cache_dir or []) if uv else []:
+        report.cache_bytes += await records.run(prune_cache, uv, cache)
+    report.freed_bytes += report.cache_bytes
     return report

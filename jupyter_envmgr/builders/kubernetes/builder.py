@@ -29,6 +29,7 @@ from typing import Optional
 
 from ... import runner as runner_module
 from ...errors import EnvmgrError
+from ...layout import namespace_roots
 from ...store import atomic_write
 from .. import base
 from . import objects
@@ -201,6 +202,10 @@ class KubernetesBuilder(base.Builder):
             state.cluster = Cluster(cluster.name, cluster.context, cluster.config_file, tuple(names),
                                     cluster.pvc_name, cluster.mount_path)
         return list(state.cluster.namespaces)
+
+    def namespace_roots(self) -> dict:
+        """{namespace: the mount path of its cluster's claim}, the default cluster's first (see layout.py)."""
+        return namespace_roots({s.cluster.name: (s.cluster.mount_path, s.cluster.namespaces) for s in self._clusters.values()})
 
     def storages(self) -> list:
         return [{"name": s.cluster.pvc_name, "path": s.cluster.mount_path, "access_mode": "ReadWriteMany"}
