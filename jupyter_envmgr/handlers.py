@@ -237,10 +237,14 @@ class EventsHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self):
+        cluster = self.get_query_argument("cluster", None)
         if self.get_query_argument("namespace", None):
             readable = {self.namespace()}
+        elif cluster:  # every namespace of that cluster
+            cluster = self.manager.check_cluster(cluster)
+            readable = {ns for ns in self.manager.namespaces if self.manager.cluster_of(ns) == cluster and self.may("read", ns)}
         else:
-            readable = {ns for ns in self.manager.offer.namespaces if self.may("read", ns)}
+            readable = {ns for ns in self.manager.namespaces if self.may("read", ns)}
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")

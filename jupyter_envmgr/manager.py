@@ -686,7 +686,7 @@ class EnvironmentManager:
         try:
             await self._reconcile_root()
         except Exception:  # the extension always starts; each route then answers what is wrong (503, ...)
-            self.log.exception("envmgr: reconciling the root %s failed", self.store.root)
+            self.log.exception("envmgr: reconciling the root %s failed", ", ".join(self.store.all_roots))
         finally:  # requests wait for this
             self._background(self.feed.watch())
             self._background(self._keep_leases())

@@ -87,3 +87,24 @@ def test_kernelspecs_go_to_the_root_of_their_environment(tmp_path):
     registry.resync({})
     assert not os.path.exists(os.path.join(west, "jupyter", "kernels", name))
     assert Layout(east).root_of("anything") == east
+
+
+@pytest.mark.parametrize("envmgr_overrides", [{"namespaces": ["default", "team-b"]}])
+async def test_the_local_backend_has_one_cluster(api, envmgr_root):
+    """?cluster= on the local backend: `local` (its namespaces) or a 422 that names the field; nothing written."""
+    info = await api.ok("GET", "info")
+    assert info["clusters"] == [{"name": "local", "namespaces": ["default", "team-b"]}]
+    dry = await api.ok("POST", "environments", {"name": "here", "cluster": "local"}, expect=(200,), dry_run=1, namespace="team-b")
+    assert (dry["cluster"], dry["namespace"]) == ("local", "team-b")
+    for method, path, body, params, field in (
+            ("POST", "environments", {"name": "here", "cluster": "north"}, {}, "cluster"),
+            ("POST", "environments", {"name": "here", "cluster": 5}, {}, "cluster"),
+            ("POST", "environments", {"name": "here"}, {"cluster": "local", "namespace": "team-z"}, "namespace"),
+            ("GET", "environments", None, {"cluster": "north"}, "cluster"),
+            ("GET", "environments/here", None, {"cluster": "local", "namespace": "team-z"}, "namespace"),
+            ("GET", "events", None, {"cluster": "north"}, "cluster")):
+        status, error = await api.call(method, path, body, **params)
+        assert status == 422 and error["field"] == field, (path, params, error)
+    status, error = await api.call("GET", "environments", cluster="local", namespace="team-z")
+    assert "default, team-b" in error["message"] and "'local'" in error["message"]
+    assert os.listdir(os.path.join(envmgr_root, "envs", "team-b")) == []

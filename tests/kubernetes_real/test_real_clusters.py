@@ -136,6 +136,8 @@ async def test_each_cluster_stores_its_environments_and_kernels(api, control_pla
         spec = json.load(f)
     assert spec["argv"][0] == os.path.join(env_dir, "rev-0001", "bin", "python")
     assert spec["env"]["PYTHONPATH"] == os.path.join(west_root, "jupyter", "lib")
+    with open(os.path.join(env_dir, "builds", "rev-0001", "plan.json")) as f:  # uv-managed Pythons: west's volume
+        assert json.load(f)["env"]["UV_PYTHON_INSTALL_DIR"] == os.path.join(west_root, "python")
     assert not os.path.exists(os.path.join(envmgr_root, "envs", west_ns))
     assert not os.path.exists(os.path.join(envmgr_root, "jupyter", "kernels", "envmgr-on-west"))
     [west_job] = client.BatchV1Api(control_plane.client()).list_namespaced_job(west_ns).items
@@ -168,8 +170,9 @@ async def test_each_cluster_stores_its_environments_and_kernels(api, control_pla
     assert (await api.get("on-west", cluster="west", namespace=west_ns))["cluster"] == "west"
     status, error = await api.call("GET", "environments/on-west", cluster="west", namespace=east_ns)
     assert status == 422 and error["field"] == "namespace" and west_ns in error["message"], error
-    status, error = await api.call("GET", "environments/on-west", cluster="north")
-    assert status == 422 and error["field"] == "cluster", error
+    for path in ("environments/on-west", "environments", "events"):
+        status, error = await api.call("GET", path, cluster="north")
+        assert status == 422 and error["field"] == "cluster", (path, error)
     status, error = await api.call("PATCH", "environments/on-west", {"cluster": "east"}, cluster="west")
     assert status == 422 and error["field"] == "cluster", error
     patched = await api.ok("PATCH", "environments/on-west", {"description": "lives in west"}, expect=(200,),
