@@ -71,8 +71,9 @@ class EnvironmentManager:
         self.server_id = settings.server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.log = log or logging.getLogger("jupyter_envmgr")
         self._default_cluster = self.check_cluster(None)
-        #: Every namespace of every cluster (a namespace belongs to one cluster, whose root holds it), the default's first.
-        self.namespaces = list(dict.fromkeys(ns for c in self.clusters() for ns in c["namespaces"]))
+        #: The cluster of every namespace (a namespace belongs to one cluster, whose root holds it), the default's first.
+        self._clusters_of = {ns: c["name"] for c in self.clusters() for ns in c["namespaces"]}
+        self.namespaces = list(self._clusters_of)
         self.records = Records(store, on_change=self._publish)
         self.feed = ChangeFeed(store, self.namespaces, self.records.run, self.public, log=self.log)
         self.feed.listen(self._follow_switches)
@@ -125,7 +126,7 @@ class EnvironmentManager:
     def cluster_of(self, namespace: str) -> str:
         """The cluster a namespace belongs to (one per namespace on a server): its builds go there, its root is that
         cluster's storage."""
-        return next((c["name"] for c in self.clusters() if namespace in c["namespaces"]), self._default_cluster)
+        return self._clusters_of.get(namespace, self._default_cluster)
 
     def check_place(self, cluster: Optional[str], namespace: Optional[str]) -> str:
         """The namespace of a request's ?cluster= and ?namespace= (or body fields): a cluster without a namespace
