@@ -15,6 +15,7 @@ from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
 from .kernels import KernelRegistry
+from .layout import relocate
 from .manager import EnvironmentManager, Settings
 from .policy import Policy
 from .recipes import RecipeBook, Toolchain
@@ -187,22 +188,20 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
 
     # ------------------------------------------------------------ wiring
 
-    @property
-    def kernels_dir(self) -> str:
-        return os.path.join(self.root_dir, "jupyter", "kernels")
-
     def interpreters(self) -> dict:
         return dict(self.python_interpreters) or pythons.discover(pythons.candidate_paths())
 
     def initialize_settings(self):
-        root = os.path.abspath(os.path.expanduser(self.root_dir))
-        self.root_dir = root
-        store = Store(root)
+        self.root_dir = os.path.abspath(os.path.expanduser(self.root_dir))
         kube = None
         if self.backend == "kubernetes":  # traits: KubernetesConfig (c.EnvManagerApp.kubernetes_*)
             from .builders.kubernetes import builder_from_config
 
             kube = builder_from_config(self)
+        # Each namespace's root: its cluster's storage (Kubernetes: the claim's mount path); locally, root_dir.
+        roots = kube.namespace_roots() if kube else {ns: self.root_dir for ns in self.namespaces}
+        root = roots[self.namespaces[0]]
+        store = Store(root, roots=roots)
         found = kube.interpreters() if kube else self.interpreters()
         policy = Policy(
             allowed_index_urls=list(self.allowed_index_urls),
@@ -231,15 +230,15 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         managers = ["pip"] + (["conda"] if conda.available() else [])
         offer = Offer(
             python_versions=sorted(found),
-            namespaces=list(self.namespaces),
+            namespaces=list(roots),  # every cluster's; /info's `namespaces` are the default cluster's
             storages=kube.storages() if kube else [{"name": "default", "path": root, "access_mode": "ReadWriteMany"}],
             managers=managers,
             max_packages_bytes=self.max_packages_bytes,
         )
         short = pythons.short_versions(found)
         default_python = self.default_python if self.default_python in short else (short[-1] if short else "")
-        dirs = [self.kernels_dir] + ([os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else [])
-        kernels = KernelRegistry(root, dirs, self.namespaces[0], lib_dir=os.path.join(root, "jupyter", "lib"))
+        extra = [os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else []
+        kernels = KernelRegistry(store, extra, self.namespaces[0])
         self.manager = EnvironmentManager(
             store, kube or LocalBuilder(), kernels, policy, offer, book,
             Settings(
@@ -261,14 +260,14 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
         self.manager.auditor = audit.Auditor(self.advisory_db) if self.advisory_db else None
         self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
-        self._add_kernel_dir()
+        self._add_kernel_dirs(kernels.root_dirs)
         self._cache_kernelspecs(kernels)
 
-    def _add_kernel_dir(self):
-        """Let this server's kernel picker see the root's kernelspecs (no copy, no build)."""
+    def _add_kernel_dirs(self, dirs: list):
+        """Let this server's kernel picker see the kernelspecs of every root (no copy, no build)."""
         ksm = getattr(self.serverapp, "kernel_spec_manager", None)
-        if ksm is not None and self.kernels_dir not in ksm.kernel_dirs:
-            ksm.kernel_dirs = [self.kernels_dir] + list(ksm.kernel_dirs)
+        if ksm is not None:
+            ksm.kernel_dirs = [d for d in dirs if d not in ksm.kernel_dirs] + list(ksm.kernel_dirs)
 
     def _link_jupyter_server_extension(self, serverapp):
         """Before the server makes its kernelspec manager: ours reads each spec once per change.
@@ -289,7 +288,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
 
         ksm = getattr(self.serverapp, "kernel_spec_manager", None)
         if isinstance(ksm, CachingKernelSpecManager):
-            ksm.ours = self.kernels_dir
+            ksm.ours = list(kernels.root_dirs)
             kernels.on_change = ksm.refresh
 
     def initialize_handlers(self):
@@ -303,7 +302,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         import gc as collector
 
         collector.freeze()
-        self.log.info("jupyter_envmgr: root %s, backend %s", self.root_dir, self.manager.builder.kind)
+        self.log.info("jupyter_envmgr: root %s, backend %s", ", ".join(self.manager.store.all_roots), self.manager.builder.kind)
         if self.gc_interval > 0:
             self._gc_task = asyncio.ensure_future(self._collect_garbage_forever())
         if self.advisory_db and self.audit_interval > 0:
@@ -315,8 +314,12 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         while True:
             await asyncio.sleep(self.gc_interval)
             try:
-                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), self.uv_cache_dir,
-                                          bytecode_cache_dir=self.manager.recipe_book.tools.bytecode_cache_dir)
+                store = self.manager.store  # each root's caches (another cluster's: the same places under its root)
+                caches = [relocate(self.uv_cache_dir, store.root, root) for root in store.all_roots]
+                bytecode_caches = [relocate(self.manager.recipe_book.tools.bytecode_cache_dir, store.root, root)
+                                   for root in store.all_roots]
+                report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), caches,
+                                          bytecode_cache_dir=bytecode_caches)
                 self.log.info("jupyter_envmgr gc: %s", report.summary())
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")

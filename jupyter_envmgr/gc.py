@@ -119,9 +119,14 @@ def prune_cache(uv: str, cache_dir: str) -> int:
     return max(0, before - size_of(cache_dir))
 
 
-async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir: Optional[str] = None,
-                  min_age: float = 600, bytecode_cache_dir: Optional[str] = None) -> Report:
-    """One pass of housekeeping; every blocking part runs in the records' worker threads."""
+def _dirs(value) -> list:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir=None,
+                  min_age: float = 600, bytecode_cache_dir=None) -> Report:
+    """One pass of housekeeping over every root; every blocking part runs in the records' worker threads.
+    `uv_cache_dir`, `bytecode_cache_dir`: a cache dir, or a list of them (one per root)."""
     store = records.store
     report = Report()
     for namespace in await records.run(store.namespaces_on_disk):
@@ -139,13 +144,14 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
                     report.orphans.append(path)
             except EnvmgrError:  # deleted or busy meanwhile: next time
                 continue
-    report.freed_bytes = await records.run(size_of, store.trash_dir)  # what this pass (and earlier deletes) put there
+    # What this pass (and earlier deletes) put into the trash/ of every root.
+    report.freed_bytes = sum([await records.run(size_of, store.trash_dir_of(root)) for root in store.all_roots])
     await records.empty_trash()
-    if uv and uv_cache_dir:
-        report.cache_bytes = await records.run(prune_cache, uv, uv_cache_dir)
-    if bytecode_cache_dir:  # after uv's prune: bytecode of sources it dropped goes too
+    for cache in _dirs(uv_cache_dir) if uv else []:
+        report.cache_bytes += await records.run(prune_cache, uv, cache)
+    for cache in _dirs(bytecode_cache_dir):  # after uv's prune: bytecode of sources it dropped goes too
         from . import bytecode
 
-        report.cache_bytes += await records.run(bytecode.prune, bytecode_cache_dir)
+        report.cache_bytes += await records.run(bytecode.prune, cache)
     report.freed_bytes += report.cache_bytes
     return report

@@ -91,10 +91,11 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
         """`?dry_run=1`: validate everything, write nothing."""
         return self.get_query_argument("dry_run", "0").lower() in ("1", "true", "yes")
 
-    def namespace(self, body_namespace: Optional[str] = None) -> str:
-        """The namespace of this request, after the authorizer agreed to it (resource envmgr:<ns>)."""
-        self.manager.check_cluster(self.get_query_argument("cluster", None))
-        namespace = self.manager.check_namespace(self.get_query_argument("namespace", None) or body_namespace)
+    def namespace(self, body_namespace: Optional[str] = None, body_cluster: Optional[str] = None) -> str:
+        """The namespace of this request (?cluster= and ?namespace=, or the body's), after the authorizer agreed
+        to it (resource envmgr:<ns>)."""
+        namespace = self.manager.check_place(self.get_query_argument("cluster", None) or body_cluster,
+                                             self.get_query_argument("namespace", None) or body_namespace)
         action = "read" if self.request.method == "GET" else "write"
         if not self.may(action, namespace):
             raise EnvmgrError(403, "forbidden", f"{self.owner() or 'this user'} may not {action} environments in namespace {namespace!r}; ask an administrator for access")
@@ -145,7 +146,8 @@ class EnvironmentsHandler(EnvmgrHandler):
     @authorized
     async def post(self):
         body = self.body()
-        namespace = self.namespace(body.get("namespace") if isinstance(body, dict) and isinstance(body.get("namespace"), str) else None)
+        field = (lambda key: body.get(key) if isinstance(body, dict) and isinstance(body.get(key), str) else None)
+        namespace = self.namespace(field("namespace"), field("cluster"))
         record = await self.manager.create(body, namespace, self.owner(), dry_run=self.dry_run())
         if self.dry_run():
             self.write_json(self.manager.public(record), 200)
@@ -235,10 +237,14 @@ class EventsHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self):
+        cluster = self.get_query_argument("cluster", None)
         if self.get_query_argument("namespace", None):
             readable = {self.namespace()}
+        elif cluster:  # every namespace of that cluster
+            cluster = self.manager.check_cluster(cluster)
+            readable = {ns for ns in self.manager.namespaces if self.manager.cluster_of(ns) == cluster and self.may("read", ns)}
         else:
-            readable = {ns for ns in self.manager.offer.namespaces if self.may("read", ns)}
+            readable = {ns for ns in self.manager.namespaces if self.may("read", ns)}
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -416,9 +422,9 @@ class PodSpecHandler(EnvmgrHandler):
         ns, name = self.namespace(), self.env_name(name)
         record = await self.manager.records.read_for_change(ns, name)
         app = self.extensionapp
-        claim, mount = elsewhere.cluster_storage(app, record.get("cluster"))
+        claim, mount = elsewhere.cluster_storage(app, self.manager.cluster_of(ns))
         self.write_json(await self.manager.records.run(
-            elsewhere.usage, self.manager.store.root, record, claim, mount, app.kubernetes_image,
+            elsewhere.usage, self.manager.store.root_of(ns), record, claim, mount, app.kubernetes_image,
             self.manager.settings.default_namespace))
 
 
@@ -451,9 +457,7 @@ class UsageHandler(EnvmgrHandler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        from .kernels import kernel_name
-
         ns, name = self.namespace(), self.env_name(name)
-        kname = kernel_name(ns, name, self.manager.settings.default_namespace)
+        kname = self.manager.kernels.name(ns, name)
         running = sum(1 for k in self.kernel_manager.list_kernels() if k.get("name") == kname)
         self.write_json(await self.manager.usage(ns, name, running))

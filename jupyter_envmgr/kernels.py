@@ -43,18 +43,39 @@ def _logos() -> list:
 class KernelRegistry:
     """Writes, removes and resyncs our kernelspecs in one or more kernel directories.
 
-    `dirs[0]` is on the root storage (shared by every server of the root); further dirs (the user's
-    Jupyter data dir by default) make the kernels visible to tools that know nothing of the root.
+    A spec goes into `<root>/jupyter/kernels` of its environment's root (shared by every server that mounts
+    that root; one root per cluster), and into `extra_dirs` (the user's Jupyter data dir by default), which
+    make the kernels visible to tools that know nothing of the root. A spec's name is short in the first
+    namespace of its root, so every server of a root names it alike.
     """
 
-    def __init__(self, root: str, dirs: Iterable[str], default_namespace: str, lib_dir: Optional[str] = None):
-        self.layout = Layout(root)
-        self.root = self.layout.root
-        self.dirs = [os.path.abspath(d) for d in dirs]
+    def __init__(self, layout: Layout, extra_dirs: Iterable[str], default_namespace: str, magics: bool = True):
+        self.layout = layout
+        self.extra_dirs = [os.path.abspath(d) for d in extra_dirs]
         self.default_namespace = default_namespace
-        self.lib_dir = lib_dir
+        self.magics = magics
         #: Called (blocking, in the writer's thread) after specs changed on disk: with their names, or None for all.
         self.on_change: Optional[Callable[[Optional[list]], None]] = None
+
+    @property
+    def root_dirs(self) -> list:
+        """The kernel dir of every root, the default root's first."""
+        return [self.layout.kernels_dir_of(root) for root in self.layout.all_roots]
+
+    @property
+    def dirs(self) -> list:
+        return self.root_dirs + self.extra_dirs
+
+    def dirs_of(self, namespace: str) -> list:
+        return [self.layout.kernels_dir_of(self.layout.root_of(namespace))] + self.extra_dirs
+
+    def lib_dir(self, namespace: str) -> Optional[str]:
+        return self.layout.lib_dir_of(self.layout.root_of(namespace)) if self.magics else None
+
+    def name(self, namespace: str, name: str) -> str:
+        """The kernelspec name of an environment (see kernel_name), short in its root's first namespace."""
+        home = self.layout.namespaces_of(self.layout.root_of(namespace))
+        return kernel_name(namespace, name, home[0] if home else self.default_namespace)
 
     def _changed(self, names: Optional[list]) -> None:
         if self.on_change is not None:
@@ -66,10 +87,14 @@ class KernelRegistry:
         Environments do not carry this package; a copy of its few stdlib-only modules on the root
         lets every kernel of every server load `%envmgr` without touching the environment.
         """
-        if not self.lib_dir:
+        if not self.magics:
             return
         package = os.path.dirname(os.path.abspath(__file__))
-        target = os.path.join(self.lib_dir, "jupyter_envmgr")
+        for root in self.layout.all_roots:
+            self._install_magics(package, os.path.join(self.layout.lib_dir_of(root), "jupyter_envmgr"))
+
+    @staticmethod
+    def _install_magics(package: str, target: str) -> None:
         os.makedirs(target, exist_ok=True)
         for module in MAGIC_MODULES:
             with open(os.path.join(package, module), "rb") as f:
@@ -84,12 +109,12 @@ class KernelRegistry:
             atomic_write(path, data)
 
     def spec_for(self, record: dict, env: dict) -> dict:
-        revision = record["ready_revision"]
-        python = os.path.join(self.layout.prefix(record["namespace"], record["name"], revision), "bin", "python")
+        revision, namespace = record["ready_revision"], record["namespace"]
+        python = os.path.join(self.layout.prefix(namespace, record["name"], revision), "bin", "python")
         argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         env = dict(env, JUPYTER_ENVMGR_REVISION=str(revision))
-        if self.lib_dir:
-            env = dict(env, PYTHONPATH=self.lib_dir)
+        if self.magics:
+            env = dict(env, PYTHONPATH=self.lib_dir(namespace))
             argv.append("--IPKernelApp.extensions=jupyter_envmgr")
         return {
             "argv": argv,
@@ -104,16 +129,16 @@ class KernelRegistry:
                     "name": record["name"],
                     "namespace": record["namespace"],
                     "revision": record["ready_revision"],
-                    "root": self.root,
+                    "root": self.layout.root_of(namespace),
                 },
             },
         }
 
     def write(self, record: dict, env: dict) -> str:
         """Write (or rewrite, if it changed) the kernelspec of a ready environment in every kernel dir."""
-        name = kernel_name(record["namespace"], record["name"], self.default_namespace)
+        name = self.name(record["namespace"], record["name"])
         spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
-        for directory in self.dirs:
+        for directory in self.dirs_of(record["namespace"]):
             self._write_one(directory, name, spec)
         self._changed([name])
         return name
@@ -144,8 +169,8 @@ class KernelRegistry:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def remove(self, namespace: str, name: str) -> None:
-        kname = kernel_name(namespace, name, self.default_namespace)
-        for directory in self.dirs:
+        kname = self.name(namespace, name)
+        for directory in self.dirs_of(namespace):
             path = os.path.join(directory, kname)
             if self._ours(path):
                 trash = tempfile.mkdtemp(dir=directory, prefix=".tmp-")
@@ -155,16 +180,16 @@ class KernelRegistry:
         self._changed([kname])
 
     def _ours(self, path: str) -> bool:
-        """A kernelspec this root wrote (others' `envmgr-*` specs, from another root, are left alone)."""
+        """A kernelspec of one of our roots (others' `envmgr-*` specs, from another root, are left alone)."""
         try:
             with open(os.path.join(path, "kernel.json")) as f:
                 meta = json.load(f).get("metadata", {}).get("envmgr", {})
         except (OSError, ValueError):
             return False
-        return meta.get("root") == self.root
+        return meta.get("root") in self.layout.all_roots
 
     def read(self, namespace: str, name: str) -> Optional[dict]:
-        path = os.path.join(self.dirs[0], kernel_name(namespace, name, self.default_namespace), "kernel.json")
+        path = os.path.join(self.dirs_of(namespace)[0], self.name(namespace, name), "kernel.json")
         try:
             with open(path) as f:
                 return json.load(f)
@@ -185,7 +210,7 @@ class KernelRegistry:
         keep = set(keep)
         for kname, (record, env) in wanted.items():
             spec = json.dumps(self.spec_for(record, env), indent=2, sort_keys=True) + "\n"
-            for directory in self.dirs:
+            for directory in self.dirs_of(record["namespace"]):
                 self._write_one(directory, kname, spec)
         for directory in self.dirs:
             with contextlib.suppress(FileNotFoundError):
@@ -214,7 +239,7 @@ class CachingKernelSpecManager(KernelSpecManager):
         self._lock = threading.Lock()
         self._stamp: Optional[tuple] = None
         self._models: dict = {}  # name -> (kernel.json stat, model with "resource_dir")
-        self.ours: Optional[str] = None  # the root's kernel dir: its specs change only through the registry
+        self.ours: list = []  # the roots' kernel dirs: their specs change only through the registry
 
     def _current_stamp(self, models: Optional[dict] = None) -> tuple:
         dirs = []
@@ -225,14 +250,14 @@ class CachingKernelSpecManager(KernelSpecManager):
                 dirs.append((directory, None))
         foreign = []
         for name, (_, model) in sorted((models if models is not None else self._models).items()):
-            if self.ours is None or os.path.dirname(model["resource_dir"]) != self.ours:
+            if os.path.dirname(model["resource_dir"]) not in self.ours:
                 foreign.append((name, _stat(os.path.join(model["resource_dir"], "kernel.json"))))
         return tuple(dirs), tuple(foreign)
 
     def refresh(self, names: Optional[list] = None) -> None:
         """Blocking: re-read what changed on disk since the last refresh; with `names`, only those of ours
         (what the registry just wrote or removed: O(changed), not O(specs), after each build)."""
-        if names is not None and self.ours is not None and self._stamp is not None:
+        if names is not None and self.ours and self._stamp is not None:
             self._update(names)
             return
         with self._lock:
@@ -261,7 +286,9 @@ class CachingKernelSpecManager(KernelSpecManager):
         with self._lock:
             models = dict(self._models)
             for name in names:
-                resource_dir = os.path.join(self.ours, name)
+                # The first of our dirs that holds it (kernel_dirs order), as a full refresh would find it.
+                resource_dir = next((os.path.join(d, name) for d in self.ours
+                                     if _stat(os.path.join(d, name, "kernel.json"))), os.path.join(self.ours[0], name))
                 stat = _stat(os.path.join(resource_dir, "kernel.json"))
                 try:
                     spec = self._get_kernel_spec_by_name(name, resource_dir) if stat else None
@@ -269,7 +296,7 @@ class CachingKernelSpecManager(KernelSpecManager):
                     spec = None
                 if spec is not None:
                     models[name] = (stat, self._model(name, spec.to_dict(), resource_dir))
-                elif name in models and os.path.dirname(models[name][1]["resource_dir"]) == self.ours:
+                elif name in models and os.path.dirname(models[name][1]["resource_dir"]) in self.ours:
                     del models[name]
             self._models = models
             # Our write moved the mtimes of the dirs it wrote into; specs of other tools keep their old stamp,

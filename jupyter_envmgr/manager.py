@@ -26,7 +26,7 @@ from . import gc, lifecycle, recipes, sharing
 from .builders.base import Build, Builder, read_result
 from .errors import EnvmgrError, conflict, invalid
 from .events import ChangeFeed
-from .kernels import KernelRegistry, kernel_name
+from .kernels import KernelRegistry
 from .lifecycle import Status
 from .policy import Policy
 from .progress import LogProgress
@@ -70,8 +70,12 @@ class EnvironmentManager:
         self.settings = settings
         self.server_id = settings.server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.log = log or logging.getLogger("jupyter_envmgr")
+        self._default_cluster = self.check_cluster(None)
+        #: The cluster of every namespace (a namespace belongs to one cluster, whose root holds it), the default's first.
+        self._clusters_of = {ns: c["name"] for c in self.clusters() for ns in c["namespaces"]}
+        self.namespaces = list(self._clusters_of)
         self.records = Records(store, on_change=self._publish)
-        self.feed = ChangeFeed(store, offer.namespaces, self.records.run, self.public, log=self.log)
+        self.feed = ChangeFeed(store, self.namespaces, self.records.run, self.public, log=self.log)
         self.feed.listen(self._follow_switches)
         self.sharing = sharing.Sharing(store, recipe_book, self.records.run, self.feed.fresh, self.paths, self.log)
         self._slots = asyncio.Semaphore(policy.max_concurrent_builds)
@@ -80,7 +84,6 @@ class EnvironmentManager:
         self._kernel_revisions: dict = {}  # (ns, name) -> (ready revision, env_vars) of the kernelspec written
         self._tasks: set = set()
         self._create_lock = asyncio.Lock()
-        self._default_cluster = self.check_cluster(None)
         self._list_cache: dict = {}  # (ns, label, status, feed version) -> (body, etag)
         self.started = asyncio.Event()  # set once `start` has reconciled the root
         self.auditor = None  # audit.Auditor when an advisory database is configured
@@ -96,7 +99,7 @@ class EnvironmentManager:
             "managers": list(self.offer.managers),
             "python_versions": versions,
             "default_python": self.settings.default_python or None,
-            "namespaces": list(self.offer.namespaces),
+            "namespaces": list(self.clusters()[0]["namespaces"]),  # the default cluster's
             "clusters": self.clusters(),
             "storages": list(self.offer.storages),
             "presets": list(self.settings.presets),
@@ -106,8 +109,8 @@ class EnvironmentManager:
 
     def check_namespace(self, namespace: Optional[str]) -> str:
         namespace = namespace or self.settings.default_namespace
-        if not isinstance(namespace, str) or namespace not in self.offer.namespaces:
-            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.offer.namespaces)}")
+        if not isinstance(namespace, str) or namespace not in self.namespaces:
+            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.namespaces)}")
         return namespace
 
     def clusters(self) -> list:
@@ -117,14 +120,33 @@ class EnvironmentManager:
         names = [c["name"] for c in self.clusters()]
         if cluster in (None, ""):
             return names[0]
-        if cluster not in names:
+        if not isinstance(cluster, str) or cluster not in names:
             raise invalid("cluster", f"{str(cluster)[:64]!r} is not a cluster of this server; use one of {', '.join(names)}")
         return cluster
+
+    def cluster_of(self, namespace: str) -> str:
+        """The cluster a namespace belongs to (one per namespace on a server): its builds go there, its root is that
+        cluster's storage."""
+        return self._clusters_of.get(namespace, self._default_cluster)
+
+    def check_place(self, cluster: Optional[str], namespace: Optional[str]) -> str:
+        """The namespace of a request's ?cluster= and ?namespace= (or body fields): a cluster without a namespace
+        means its first one; a namespace alone, its own cluster; both must agree (422 naming the field)."""
+        if cluster in (None, ""):
+            return self.check_namespace(namespace)
+        cluster = self.check_cluster(cluster)
+        offered = next(c["namespaces"] for c in self.clusters() if c["name"] == cluster)
+        if namespace in (None, ""):
+            return offered[0]
+        if not isinstance(namespace, str) or namespace not in offered:
+            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of cluster {cluster!r}; "
+                                       f"use one of {', '.join(offered)}")
+        return namespace
 
     def public(self, record: dict) -> dict:
         """The record as API.md shows it: no internals, no secrets."""
         out = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
-        out.setdefault("cluster", self._default_cluster)
+        out["cluster"] = self.cluster_of(record.get("namespace"))  # where its root is, on this server
         out["index_urls"] = [redact_url(u) for u in record.get("index_urls") or []]
         out["base_packages"] = list(self.policy.base_packages.get(record.get("manager") or "pip", []))
         secrets = secrets_of(record)
@@ -231,13 +253,13 @@ class EnvironmentManager:
 
     async def create(self, body: dict, namespace: Optional[str], owner: str, dry_run: bool = False) -> dict:
         body_ns = body.get("namespace") if isinstance(body, dict) else None
-        namespace = self.check_namespace(namespace or body_ns)
-        cluster = self.check_cluster(body.pop("cluster", None) if isinstance(body, dict) else None)
+        namespace = self.check_place(body.pop("cluster", None) if isinstance(body, dict) else None, namespace or body_ns)
+        cluster = self.cluster_of(namespace)
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
         await self.builder.check_storage(namespace, cluster)
         async with self._create_lock:
-            counts = [len(await self.feed.fresh(ns)) for ns in self.offer.namespaces]
+            counts = [len(await self.feed.fresh(ns)) for ns in self.namespaces]
             self.policy.check_count(sum(counts))
             if spec.name in {r["name"] for r in await self.feed.fresh(namespace)}:
                 raise conflict("name_taken", f"an environment named {spec.name!r} already exists in namespace {namespace!r}; pick another name")
@@ -255,14 +277,14 @@ class EnvironmentManager:
     async def patch(self, namespace: str, name: str, body: dict, dry_run: bool = False) -> tuple:
         """Returns (record, built): built is True when a new revision started (or would, in a dry run)."""
         record = await self.records.read_for_change(namespace, name)
-        if isinstance(body, dict) and "cluster" in body and body["cluster"] != record.get("cluster", self.check_cluster(None)):
+        if isinstance(body, dict) and "cluster" in body and body["cluster"] != self.cluster_of(namespace):
             raise invalid("cluster", "an environment stays on the cluster it was created on; clone it to another")
         spec = parse_patch({k: v for k, v in body.items() if k != "cluster"} if isinstance(body, dict) else body,
                            self.spec_of(record), self.public(record), self.offer)
         if spec.build_inputs() != self.spec_of(record).build_inputs():
             self.validate(spec)
             lifecycle.refuse_if_active(record)
-            await self.builder.check_storage(namespace, record.get("cluster"))
+            await self.builder.check_storage(namespace, self.cluster_of(namespace))
             return await self._start_revision(namespace, name, spec, dry_run), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
         if dry_run:
@@ -284,7 +306,7 @@ class EnvironmentManager:
             lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
-            await self.builder.check_storage(namespace, record.get("cluster"))
+            await self.builder.check_storage(namespace, self.cluster_of(namespace))
             return await self._start_revision(namespace, name, spec)
         if action == "cancel":
             return await self.cancel(namespace, name)
@@ -306,7 +328,7 @@ class EnvironmentManager:
         if dry_run:
             return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
-        self._queue(namespace, name, record["revision"], spec, cluster=record.get("cluster"))
+        self._queue(namespace, name, record["revision"], spec, cluster=self.cluster_of(namespace))
         return record
 
     async def cancel(self, namespace: str, name: str) -> dict:
@@ -331,7 +353,7 @@ class EnvironmentManager:
             return True
         if not self.builder.owns(handle):
             return False
-        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, record.get("cluster"))
+        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, self.cluster_of(namespace))
         await self.builder.cancel(build)
         with contextlib.suppress(EnvmgrError):
             await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
@@ -388,7 +410,7 @@ class EnvironmentManager:
     def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
                cluster: Optional[str] = None) -> Build:
         return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
-                     handle, cluster=cluster)
+                     handle, cluster=cluster or self.cluster_of(namespace))
 
     def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
                cluster: Optional[str] = None) -> Build:
@@ -448,7 +470,8 @@ class EnvironmentManager:
     def _write_plan(self, build: Build) -> None:
         """Blocking: the plan and inputs of a build, written by the server that launches it."""
         reuse = self._reusable_init(build)
-        steps, env = self.recipe_book.steps(build.spec, build.paths, with_init=reuse is None)
+        book = self.recipe_book.rooted(self.store.root, self.store.root_of(build.namespace))
+        steps, env = book.steps(build.spec, build.paths, with_init=reuse is None)
         recipes.write_plan(build.spec, build.paths, steps, env, self.settings.build_timeout,
                            max_log_bytes=self.settings.max_log_bytes)
         if reuse is not None:
@@ -511,7 +534,7 @@ class EnvironmentManager:
         """
         status = Status(result.get("status", Status.FAILED))
         ns, name, number = build.namespace, build.name, build.revision
-        kname = kernel_name(ns, name, self.settings.default_namespace)
+        kname = self.kernels.name(ns, name)
         record = await self.records.read_for_change(ns, name)
         if not lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
             return  # another server recorded the end first
@@ -624,7 +647,7 @@ class EnvironmentManager:
                         if build.task:
                             build.task.cancel()
                         await self._abandon(build, e)
-            for namespace in self.offer.namespaces:
+            for namespace in self.namespaces:
                 for record in await self.feed.fresh(namespace):
                     await self._adopt(namespace, record)
 
@@ -646,12 +669,12 @@ class EnvironmentManager:
         handle = rev.get("handle")
         if rev["status"] == Status.PENDING or handle is None:
             self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
-            self._queue(namespace, name, number, spec, cluster=record.get("cluster"))
+            self._queue(namespace, name, number, spec, cluster=self.cluster_of(namespace))
             return
-        build = self._build(namespace, name, number, spec, handle, record.get("cluster"))
+        build = self._build(namespace, name, number, spec, handle, self.cluster_of(namespace))
         if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
             self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
-            self._queue(namespace, name, number, spec, handle, record.get("cluster"))
+            self._queue(namespace, name, number, spec, handle, self.cluster_of(namespace))
         elif self.builder.owns(handle):
             await self._end_despite_errors(build, await self.records.run(
                 read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))
@@ -663,22 +686,22 @@ class EnvironmentManager:
         try:
             await self._reconcile_root()
         except Exception:  # the extension always starts; each route then answers what is wrong (503, ...)
-            self.log.exception("envmgr: reconciling the root %s failed", self.store.root)
+            self.log.exception("envmgr: reconciling the root %s failed", ", ".join(self.store.all_roots))
         finally:  # requests wait for this
             self._background(self.feed.watch())
             self._background(self._keep_leases())
             self.started.set()
 
     async def _reconcile_root(self) -> None:
-        await self.records.run(self.store.ensure_layout, self.offer.namespaces)
+        await self.records.run(self.store.ensure_layout, self.namespaces)
         await self.builder.prepare()
         await self.records.run(self.kernels.install_magics)
-        for namespace in self.offer.namespaces:
+        for namespace in self.namespaces:
             await self.records.run(self.store.sweep, namespace)
         wanted, keep = {}, []
-        for namespace in self.offer.namespaces:
+        for namespace in self.namespaces:
             for record in await self.feed.fresh(namespace):
-                kname = kernel_name(namespace, record["name"], self.settings.default_namespace)
+                kname = self.kernels.name(namespace, record["name"])
                 if record.get("damaged"):
                     keep.append(kname)  # kept until the entry is deleted
                     continue

@@ -113,17 +113,18 @@ def secret_mode(has_secrets: bool) -> int:
 
 
 class Store(Layout):
-    """Blocking file operations on the root; paths come from `Layout`."""
+    """Blocking file operations on the root (or the roots, one per cluster); paths come from `Layout`."""
 
-    def __init__(self, root: str, lock_timeout: float = LOCK_TIMEOUT):
-        super().__init__(root)
+    def __init__(self, root: str, lock_timeout: float = LOCK_TIMEOUT, roots: Optional[dict] = None):
+        super().__init__(root, roots)
         self.lock_timeout = lock_timeout
 
     def ensure_layout(self, namespaces) -> None:
         for ns in namespaces:
             os.makedirs(self.envs_dir(ns), exist_ok=True)
-        os.makedirs(self.cache_dir, exist_ok=True)
-        os.makedirs(self.trash_dir, exist_ok=True)
+        for root in self.all_roots:
+            os.makedirs(self.cache_dir_of(root), exist_ok=True)
+            os.makedirs(self.trash_dir_of(root), exist_ok=True)
 
     def create(self, namespace: str, name: str, record: dict, mode: int = 0o644) -> None:
         """Claim `name` with a complete record, or raise 409 if anybody has it."""
@@ -196,9 +197,13 @@ class Store(Layout):
         return records
 
     def namespaces_on_disk(self) -> list:
-        with contextlib.suppress(FileNotFoundError):
-            return sorted(n for n in os.listdir(os.path.join(self.root, "envs")) if not n.startswith("."))
-        return []
+        """Namespaces with an envs/ directory under their own root."""
+        found = set()
+        for root in self.all_roots:
+            with contextlib.suppress(FileNotFoundError):
+                found.update(n for n in os.listdir(os.path.join(root, "envs"))
+                             if not n.startswith(".") and self.root_of(n) == root)
+        return sorted(found)
 
     @contextlib.contextmanager
     def locked(self, namespace: str, name: str) -> Iterator[None]:
@@ -239,8 +244,10 @@ class Store(Layout):
         return self.to_trash(self.env_dir(namespace, name), f"{namespace}.{name}")  # no logs/: nothing can lock it
 
     def to_trash(self, path: str, label: str) -> str:
-        os.makedirs(self.trash_dir, exist_ok=True)
-        target = os.path.join(self.trash_dir, f"{label}-{uuid.uuid4().hex[:8]}")
+        """Rename `path` into the trash/ of its own root (a rename never crosses filesystems)."""
+        trash = self.trash_dir_of(self.root_holding(path))
+        os.makedirs(trash, exist_ok=True)
+        target = os.path.join(trash, f"{label}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(path, target)
         except FileNotFoundError:
@@ -250,10 +257,11 @@ class Store(Layout):
     def empty_trash(self) -> int:
         """Remove what deletes and prunes renamed away; returns the number of entries removed."""
         removed = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.trash_dir):
-                (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.unlink)(entry.path)
-                removed += 1
+        for root in self.all_roots:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(self.trash_dir_of(root)):
+                    (shutil.rmtree if entry.is_dir(follow_symlinks=False) else os.unlink)(entry.path)
+                    removed += 1
         return removed
 
     def sweep(self, namespace: str, min_age: float = 600) -> None:

@@ -101,7 +101,7 @@ def test_pod_fragment_shape_and_clusters():
 
     app = EnvManagerApp(config=Config(EnvManagerApp={
         "backend": "kubernetes", "root_dir": "/envs",
-        "clusters": {"east": {"pvc_name": "east-envs", "mount_path": "/east"}, "west": {}}}))
+        "clusters": {"east": {"pvc_name": "east-envs", "mount_path": "/east"}, "west": {"namespaces": ["west-team"]}}}))
     assert elsewhere.cluster_storage(app, None) == ("east-envs", "/east")
     assert elsewhere.cluster_storage(app, "west") == ("jupyter-envmgr", "/envs")
     with pytest.raises(Exception, match="north"):

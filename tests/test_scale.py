@@ -54,7 +54,7 @@ def test_kernelspecs_are_read_once_per_change(tmp_path):
         write_spec(ours, f"envmgr-e{i}", f"env {i}")
     write_spec(other, "julia", "Julia")
     ksm = CountingKSM(kernel_dirs=[ours, other], ensure_native_kernel=False)
-    ksm.ours = ours
+    ksm.ours = [ours]
     CountingKSM.reads = 0
     specs = ksm.get_all_specs()
     assert len(specs) == 21 and CountingKSM.reads == 21

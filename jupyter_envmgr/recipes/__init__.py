@@ -6,12 +6,14 @@ per manager lives in one module per manager (`pip.py`, `conda.py`), found throug
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
+from ..layout import relocate
 from ..spec import EnvSpec
 
 
@@ -167,6 +169,20 @@ class RecipeBook:
         self.init_script_timeout = init_script_timeout
         self.policy = policy  # checks the pip sub-list of an environment.yaml
         self.conda = conda  # conda.CondaSettings, or None when this server builds no conda environments
+
+    def rooted(self, old_root: str, new_root: str) -> "RecipeBook":
+        """This book for builds stored under `new_root` (another cluster's storage): the caches and the
+        uv-managed Pythons under `old_root` move to the same places under `new_root`, which the build mounts."""
+        if old_root == new_root:
+            return self
+        book = copy.copy(self)
+        book.tools = replace(self.tools, uv_cache_dir=relocate(self.tools.uv_cache_dir, old_root, new_root),
+                             python_install_dir=relocate(self.tools.python_install_dir, old_root, new_root),
+                             bytecode_cache_dir=relocate(self.tools.bytecode_cache_dir, old_root, new_root))
+        if self.conda is not None:
+            book.conda = replace(self.conda, pkgs_dir=relocate(self.conda.pkgs_dir, old_root, new_root),
+                                 repodata_dir=relocate(self.conda.repodata_dir, old_root, new_root))
+        return book
 
     def validate(self, spec: EnvSpec) -> None:
         """Manager-specific checks beyond spec.py and policy.py."""

@@ -30,13 +30,14 @@ from typing import Optional
 
 from ... import runner as runner_module
 from ...errors import EnvmgrError
+from ...layout import namespace_roots
 from ...store import atomic_write
 from .. import base
 from . import objects
 from .client import KubeApi, describe
 from .config import Cluster, active_deadline, clusters
 from .logs import LogFollower
-from .reflector import Reflector
+from .reflector import ClusterState, Signal
 
 log = logging.getLogger("jupyter_envmgr.kubernetes")
 
@@ -46,78 +47,6 @@ RESULT_GRACE = 30.0
 CANCEL_TIMEOUT = 60.0
 
 
-class ClusterState:
-    """One cluster's API client (made on first use) and its reflectors, by namespace."""
-
-    def __init__(self, builder: "KubernetesBuilder", cluster: Cluster):
-        self.builder = builder
-        self.cluster = cluster
-        self._api: Optional[KubeApi] = None
-        self.jobs: dict = {}
-        self.pods: dict = {}
-
-    @property
-    def api(self) -> KubeApi:
-        if self._api is None:
-            self._api = KubeApi(self.builder.config, self.cluster)
-        return self._api
-
-    @property
-    def changed(self) -> asyncio.Event:
-        return self.builder.changed
-
-    def watching(self, namespace: str) -> Reflector:
-        b = self.builder
-        if b._loop is None:
-            b._loop = asyncio.get_running_loop()
-        if namespace not in self.jobs:
-            api = self.api
-            self.jobs[namespace] = Reflector(api, "jobs", namespace, api.batch.list_namespaced_job, b._on_change)
-            self.pods[namespace] = Reflector(api, "pods", namespace, api.core.list_namespaced_pod, b._on_change)
-            self.jobs[namespace].start()
-            self.pods[namespace].start()
-        return self.jobs[namespace]
-
-    async def synced(self, namespace: str, timeout: Optional[float] = None) -> bool:
-        """Wait (bounded) until the namespace's Jobs and pods have been listed once."""
-        jobs = self.watching(namespace)
-        deadline = time.monotonic() + (self.api.patience() if timeout is None else timeout)
-        while True:
-            changed = self.changed
-            if jobs.synced.is_set() and self.pods[namespace].synced.is_set():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-
-    def job(self, namespace: str, name: str) -> Optional[dict]:
-        reflector = self.jobs.get(namespace)
-        return reflector.get(name) if reflector else None
-
-    def pod(self, namespace: str, name: str) -> Optional[dict]:
-        reflector = self.pods.get(namespace)
-        return reflector.get(name) if reflector else None
-
-    def pod_of(self, namespace: str, job: str) -> Optional[dict]:
-        """The newest pod of a Job."""
-        reflector = self.pods.get(namespace)
-        pods = [p for p in (reflector.values() if reflector else []) if objects.owner_job(p) == job]
-        return max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
-
-    async def stop(self) -> None:
-        for reflector in list(self.jobs.values()) + list(self.pods.values()):
-            reflector.stop()
-        self.jobs.clear()
-        self.pods.clear()
-        if self._api is not None:
-            await asyncio.to_thread(self._api.close)
-            self._api = None
-
-
 class KubernetesBuilder(base.Builder):
     """`config` is the object carrying the traits (EnvManagerApp): read where used, never copied."""
 
@@ -125,11 +54,15 @@ class KubernetesBuilder(base.Builder):
 
     def __init__(self, config):
         self.config = config
-        self._clusters = {c.name: ClusterState(self, c) for c in clusters(config)}
+        self.signal = Signal()  # one for every cluster's watches: waiters check what they wait for
+        self._clusters = {c.name: ClusterState(config, c, self.signal) for c in clusters(config)}
         self._followers: dict = {}  # build key -> LogFollower
         self._cancelled: set = set()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self.changed = asyncio.Event()
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set (and replaced) whenever a watched Job or pod changed; wait on it, then look again."""
+        return self.signal.changed
 
     # ------------------------------------------------------------ configuration
 
@@ -205,6 +138,10 @@ class KubernetesBuilder(base.Builder):
                                     cluster.pvc_name, cluster.mount_path)
         return list(state.cluster.namespaces)
 
+    def namespace_roots(self) -> dict:
+        """{namespace: the mount path of its cluster's claim}, the default cluster's first (see layout.py)."""
+        return namespace_roots({s.cluster.name: (s.cluster.mount_path, s.cluster.namespaces) for s in self._clusters.values()})
+
     def storages(self) -> list:
         return [{"name": s.cluster.pvc_name, "path": s.cluster.mount_path, "access_mode": "ReadWriteMany"}
                 for s in self._clusters.values()]
@@ -215,16 +152,6 @@ class KubernetesBuilder(base.Builder):
                 "image": self.config.kubernetes_image}
 
     # ------------------------------------------------------------ watches
-
-    def _on_change(self) -> None:
-        """Called from watch threads: wake every waiter on the event loop."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._notify)
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
 
     async def prepare(self) -> None:
         """At server start, before records are reconciled: list this server's Jobs in every cluster and namespace."""

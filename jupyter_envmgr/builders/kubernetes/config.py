@@ -11,6 +11,7 @@ from typing import Optional
 
 from traitlets import Dict, Float, HasTraits, Int, List, Unicode
 
+from ...layout import namespace_roots
 from .objects import DEFAULT_IMAGE
 
 SERVICEACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -149,6 +150,9 @@ class KubernetesConfig(HasTraits):
         `context` is a kubeconfig context ("in-cluster" or empty: the service account of the pod the server
         runs in); a key left out takes the kubernetes_* trait of the same meaning (namespaces: c.EnvManagerApp.
         namespaces; mount_path: root_dir). The first cluster is the default of a request without ?cluster=.
+        A namespace belongs to one cluster (two clusters naming the same namespace is an error): it decides
+        where an environment is built and stored, and its cluster's mount_path is the root of its records,
+        revisions, caches and kernelspecs (every server that mounts that storage registers its kernels).
         Empty (the default): one cluster, "default", made of the kubernetes_* traits.""",
     )
 
@@ -201,6 +205,7 @@ def clusters(config) -> list:
             pvc_name=entry.get("pvc_name", config.kubernetes_pvc_name),
             mount_path=os.path.abspath(entry.get("mount_path", root)),
         ))
+    namespace_roots({c.name: (c.mount_path, c.namespaces) for c in out})  # a namespace in two clusters: ValueError
     return out
 
 

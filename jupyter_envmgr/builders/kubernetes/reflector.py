@@ -1,4 +1,5 @@
-"""A watch-backed cache of one kind of object (Jobs or pods) in one namespace of one cluster.
+"""Watch-backed caches of one kind of object (Jobs or pods) in one namespace of one cluster (`Reflector`), and
+each cluster's set of them with its API client (`ClusterState`).
 
 It lists before it watches, so nothing is missed; resumes a dropped watch from the last resourceVersion;
 lists again on 410 Gone, and every c.EnvManagerApp.kubernetes_resync_seconds whatever happens, so an event
@@ -6,6 +7,7 @@ lost on the way is noticed instead of being waited for.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -13,7 +15,8 @@ import time
 from typing import Callable, Optional
 
 from .client import KubeApi, abort, describe, iter_lines
-from .objects import SELECTOR
+from .config import Cluster
+from .objects import SELECTOR, owner_job
 
 log = logging.getLogger("jupyter_envmgr.kubernetes")
 
@@ -141,3 +144,97 @@ class Reflector:
         finally:
             self._resp = None
             resp.release_conn()
+
+
+class Signal:
+    """Wakes the event loop's waiters from watch threads: `changed` is set, then replaced, on every change."""
+
+    def __init__(self):
+        self.changed = asyncio.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def bind(self) -> None:
+        """Called on the loop before the first watch starts."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def wake(self) -> None:
+        """Called from watch threads."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._notify)
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class ClusterState:
+    """One cluster's API client (made on first use) and its reflectors, by namespace; every change wakes `signal`."""
+
+    def __init__(self, config, cluster: Cluster, signal: Signal):
+        self.config = config
+        self.cluster = cluster
+        self.signal = signal
+        self._api: Optional[KubeApi] = None
+        self.jobs: dict = {}
+        self.pods: dict = {}
+
+    @property
+    def api(self) -> KubeApi:
+        if self._api is None:
+            self._api = KubeApi(self.config, self.cluster)
+        return self._api
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self.signal.changed
+
+    def watching(self, namespace: str) -> Reflector:
+        self.signal.bind()
+        if namespace not in self.jobs:
+            api = self.api
+            self.jobs[namespace] = Reflector(api, "jobs", namespace, api.batch.list_namespaced_job, self.signal.wake)
+            self.pods[namespace] = Reflector(api, "pods", namespace, api.core.list_namespaced_pod, self.signal.wake)
+            self.jobs[namespace].start()
+            self.pods[namespace].start()
+        return self.jobs[namespace]
+
+    async def synced(self, namespace: str, timeout: Optional[float] = None) -> bool:
+        """Wait (bounded) until the namespace's Jobs and pods have been listed once."""
+        jobs = self.watching(namespace)
+        deadline = time.monotonic() + (self.api.patience() if timeout is None else timeout)
+        while True:
+            changed = self.changed
+            if jobs.synced.is_set() and self.pods[namespace].synced.is_set():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def job(self, namespace: str, name: str) -> Optional[dict]:
+        reflector = self.jobs.get(namespace)
+        return reflector.get(name) if reflector else None
+
+    def pod(self, namespace: str, name: str) -> Optional[dict]:
+        reflector = self.pods.get(namespace)
+        return reflector.get(name) if reflector else None
+
+    def pod_of(self, namespace: str, job: str) -> Optional[dict]:
+        """The newest pod of a Job."""
+        reflector = self.pods.get(namespace)
+        pods = [p for p in (reflector.values() if reflector else []) if owner_job(p) == job]
+        return max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
+
+    async def stop(self) -> None:
+        for reflector in list(self.jobs.values()) + list(self.pods.values()):
+            reflector.stop()
+        self.jobs.clear()
+        self.pods.clear()
+        if self._api is not None:
+            await asyncio.to_thread(self._api.close)
+            self._api = None
