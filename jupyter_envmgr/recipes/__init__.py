@@ -176,9 +176,8 @@ class RecipeBook:
         if old_root == new_root:
             return self
         book = copy.copy(self)
-        book.tools = replace(self.tools, uv_cache_dir=relocate(self.tools.uv_cache_dir, old_root, new_root),
-                             python_install_dir=relocate(self.tools.python_install_dir, old_root, new_root),
-                             bytecode_cache_dir=relocate(self.tools.bytecode_cache_dir, old_root, new_root))
+        book.tools = replace(self.tools, **{key: relocate(getattr(self.tools, key), old_root, new_root) for key in
+                                            ("uv_cache_dir", "python_install_dir", "bytecode_cache_dir", "bytecode_program")})
         if self.conda is not None:
             book.conda = replace(self.conda, pkgs_dir=relocate(self.conda.pkgs_dir, old_root, new_root),
                                  repodata_dir=relocate(self.conda.repodata_dir, old_root, new_root))
