@@ -134,7 +134,7 @@ function Overview(props: { model: EnvironmentsModel; env: IEnvironment; revision
         <Fact term="Kernel">{env.kernel_name || '—'}</Fact>
         <Fact term="Owner">{model.ownerName(env.owner)}</Fact>
         <Fact term="Namespace">{env.namespace}</Fact>
-        {env.cluster && <Fact term="Cluster">{env.cluster}</Fact>}
+        {env.cluster && model.clustered && <Fact term="Cluster">{env.cluster}</Fact>}
         <Fact term="Storage">{env.storage}</Fact>
         <Fact term="GPUs">{env.gpu}</Fact>
         <Fact term="Created">{when(env.created)}</Fact>
@@ -414,10 +414,10 @@ function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string>
   );
 }
 
-function View(props: { model: EnvironmentsModel; name: string; namespace: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
+function View(props: { model: EnvironmentsModel; name: string; namespace: string; cluster: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
   const { model, name, actions } = props;
   useModel(model);
-  const elsewhere = model.namespace !== props.namespace; // the list shows another namespace now
+  const elsewhere = model.namespace !== props.namespace || model.cluster !== props.cluster; // the list shows another namespace now
   const env = elsewhere ? undefined : model.find(name);
   const [packages, setPackages] = React.useState<IPackage[] | null>(null);
   const [revisions, setRevisions] = React.useState<IRevision[]>([]);
@@ -518,11 +518,13 @@ export class EnvironmentView extends ReactWidget {
   constructor(readonly model: EnvironmentsModel, readonly envName: string, private readonly actions: IViewActions) {
     super();
     this.namespace = model.namespace;
+    this.cluster = model.cluster;
     this.addClass('jp-envmgr-main');
   }
 
   tab: Tab = 'Overview';
   readonly namespace: string;
+  readonly cluster: string;
 
   setTab(tab: Tab): void {
     this.tab = tab;
@@ -535,7 +537,7 @@ export class EnvironmentView extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <View model={this.model} name={this.envName} namespace={this.namespace} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
+    return <View model={this.model} name={this.envName} namespace={this.namespace} cluster={this.cluster} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
   }
 }
 
