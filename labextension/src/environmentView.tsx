@@ -570,10 +570,9 @@ export class CreateView extends ReactWidget {
         <SpecForm key={this._generation} model={this.model} initial={this._initial} unresolved={this._unresolved}
           onDone={async env => {
             if (env.namespace !== this.model.namespace) {
-              await this.model.setNamespace(env.namespace);
-            } else {
-              this.model.apply({ type: 'upsert', environment: env });
+              await this.model.setNamespace(env.namespace); // its list may come later than the view opens
             }
+            this.model.apply({ type: 'upsert', environment: env });
             this.done(env);
           }}
           onCancel={this.cancel}
