@@ -303,6 +303,11 @@ export class EnvmgrApi {
     return this.request('POST', `environments/${name}/actions`, revision === undefined ? { action } : { action, revision });
   }
 
+  /** A new environment with the same inputs, in the source's namespace and cluster (the query names the source). */
+  clone(name: string, newName: string): Promise<IEnvironment> {
+    return this.request('POST', `environments/${name}/actions`, { action: 'clone', name: newName });
+  }
+
   log(name: string, revision?: number): Promise<string> {
     return this.request('GET', `environments/${name}/log`, undefined, revision ? { revision: String(revision) } : {});
   }

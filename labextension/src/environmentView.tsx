@@ -35,6 +35,10 @@ export interface IViewActions {
   showInList: (name: string) => void;
   /** The environment is gone (deleted here or elsewhere). */
   closed: () => void;
+  /** The name of a copy, asked of the user (null: they cancelled). */
+  askCloneName: (name: string) => Promise<string | null>;
+  /** Open another environment's view (a copy just made). */
+  open: (name: string) => void;
 }
 
 export const TABS = ['Overview', 'Packages', 'Revisions', 'Build log', 'Resources'] as const;
@@ -486,6 +490,14 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
           enabled={!!env.ready_revision} onClick={() => void act(async () => actions.download(`${name}.lock.txt`, await model.api.exportText(name, 'requirements')))} />
         <ToolbarButtonComponent icon={downloadIcon} label="Spec" tooltip="Download the inputs as JSON (re-importable)"
           onClick={() => void act(async () => actions.download(`${name}.json`, await model.api.exportText(name, 'spec')))} />
+        <ToolbarButtonComponent icon={copyIcon} label="Clone" tooltip="A new environment with the same inputs, in the same namespace and cluster"
+          enabled={!deleting} onClick={() => void act(async () => {
+            const copy = await actions.askCloneName(name);
+            if (copy) {
+              model.apply({ type: 'upsert', environment: await model.api.clone(name, copy) });
+              actions.open(copy);
+            }
+          })} />
         <ToolbarButtonComponent icon={deleteIcon} label="Delete" tooltip="Delete the environment, its kernel and every revision"
           enabled={!deleting} className="jp-envmgr-delete"
           onClick={() => void act(async () => {

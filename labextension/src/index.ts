@@ -4,7 +4,7 @@
  * the kernel picker and open notebooks in step with environments that turn ready or go.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { addIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
@@ -208,7 +208,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
           closed: () => {
             views.get(key)?.dispose();
             showInList();
-          }
+          },
+          askCloneName: async source =>
+            (await InputDialog.getText({ title: `Clone ${source}`, label: 'Name of the copy', text: `${source}-copy`, okLabel: 'Clone' })).value || null,
+          open: other => openEnvironment(other)
         });
         widget = new MainAreaWidget({ content });
         widget.id = `envmgr-view-${model.clustered ? model.cluster + '-' : ''}${model.namespace}-${name}`;

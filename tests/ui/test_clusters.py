@@ -108,6 +108,15 @@ def fact(view, term):
     return view.locator(f'.jp-envmgr-facts dt:text-is("{term}") + dd')
 
 
+def clone(page, view, name):
+    """Clone the environment of `view` under `name` (the dialog asks for it); its view opens."""
+    view.get_by_role("button", name="Clone").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("input").fill(name)
+    dialog.get_by_role("button", name="Clone").click()
+    expect(view_of(page, name)).to_be_visible()
+
+
 def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(browser, lab2, shot):
     assert [c["name"] for c in call(lab2, "GET", "info")[1]["clusters"]] == ["east", "west"]
     page = open_lab(browser, lab2)
@@ -193,11 +202,16 @@ def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(br
     expect(fact(view, "Cluster")).to_have_text("west")
     expect(cluster).to_have_value("west")  # the list followed the new environment's namespace
     expect(panel.locator('.jp-envmgr-item[data-name="in-west"] .jp-envmgr-meta')).to_contain_text("west")
+    # Its clone stays in its cluster.
+    clone(page, view, "in-west-copy")
+    status, copy = call(lab2, "GET", "environments/in-west-copy?namespace=team-b&cluster=west")
+    assert status == 200 and copy["cluster"] == "west"
     for r in sent:
         path = urlparse(r.url).path
         if "/environments/in-west" in path:
             assert query(r.url).get("cluster") == "west", r.url
-    assert call(lab2, "DELETE", "environments/in-west?namespace=team-b&cluster=west")[0] == 204
+    for name in ("in-west", "in-west-copy"):
+        assert call(lab2, "DELETE", f"environments/{name}?namespace=team-b&cluster=west")[0] == 204
 
 
 def test_a_create_in_the_first_cluster_names_it_and_shows_it(browser, lab2, shot):
@@ -224,7 +238,17 @@ def test_a_create_in_the_first_cluster_names_it_and_shows_it(browser, lab2, shot
     expect(panel.locator('.jp-envmgr-item[data-name="in-east"] .jp-envmgr-meta')).to_contain_text("· east")
     check_layout(panel)
     shot(page, "list-clusters-250")
+    # Clone, from the view: the action names the source's cluster; the copy is in the same namespace and cluster.
+    with page.expect_request(lambda r: r.method == "POST" and "/environments/in-east/actions" in r.url) as cloned:
+        clone(page, view, "in-east-copy")
+    assert query(cloned.value.url) == {"namespace": "shared-a", "cluster": "east"}
+    assert cloned.value.post_data_json == {"action": "clone", "name": "in-east-copy"}
+    status, copy = call(lab2, "GET", "environments/in-east-copy?namespace=shared-a&cluster=east")
+    assert status == 200 and (copy["cluster"], copy["namespace"]) == ("east", "shared-a")
+    expect(panel.locator('.jp-envmgr-item[data-name="in-east-copy"]')).to_be_visible()
+    shot(page, "view-clone")
     # every per-environment request of the page named the cluster
     per_env = [r.url for r in sent if "/envmgr/api/environments/in-east" in r.url]
     assert per_env and all(query(u).get("cluster") == "east" for u in per_env), per_env
-    assert call(lab2, "DELETE", "environments/in-east?namespace=shared-a&cluster=east")[0] == 204
+    for name in ("in-east", "in-east-copy"):
+        assert call(lab2, "DELETE", f"environments/{name}?namespace=shared-a&cluster=east")[0] == 204

@@ -114,6 +114,7 @@ describe('requests of a server with two clusters', () => {
     await api.packages('b1');
     await api.revisions('b1');
     await api.action('b1', 'rebuild');
+    await api.clone('b1', 'b2');
     await api.exportText('b1', 'spec');
     await api.usage('b1');
     await api.audit('b1');
@@ -127,12 +128,14 @@ describe('requests of a server with two clusters', () => {
       'GET envmgr/api/environments/b1/packages?namespace=team-b&cluster=west',
       'GET envmgr/api/environments/b1/revisions?namespace=team-b&cluster=west',
       'POST envmgr/api/environments/b1/actions?namespace=team-b&cluster=west',
+      'POST envmgr/api/environments/b1/actions?namespace=team-b&cluster=west',
       'GET envmgr/api/environments/b1/export?format=spec&namespace=team-b&cluster=west',
       'GET envmgr/api/environments/b1/pod-spec?namespace=team-b&cluster=west',
       'GET envmgr/api/environments/b1/audit?namespace=team-b&cluster=west',
       'GET envmgr/api/environments?namespace=team-b&cluster=west',
       'DELETE envmgr/api/environments/b1?namespace=team-b&cluster=west'
     ]);
+    expect(seen[6]).toBe('POST envmgr/api/environments/b1/actions?namespace=team-b&cluster=west {"action":"clone","name":"b2"}');
     // /info and /requests are about the whole server
     await api.info();
     await api.requests();
