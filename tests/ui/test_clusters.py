@@ -100,7 +100,7 @@ def wait_until(page, predicate, what, seconds=20):
         if predicate():
             return
         page.wait_for_timeout(250)
-    raise AssertionError(f"{what}: not seen within {seconds} s")
+    raise AssertionError(what() if callable(what) else f"{what}: not seen within {seconds} s")
 
 
 def fact(view, term):
@@ -109,12 +109,14 @@ def fact(view, term):
 
 
 def clone(page, view, name):
-    """Clone the environment of `view` under `name` (the dialog asks for it); its view opens."""
+    """Clone the environment of `view` under `name` (the dialog asks for it); the request the page sent."""
     view.get_by_role("button", name="Clone").click()
     dialog = page.locator(".jp-Dialog")
     dialog.locator("input").fill(name)
-    dialog.get_by_role("button", name="Clone").click()
-    expect(view_of(page, name)).to_be_visible()
+    with page.expect_response(lambda r: r.request.method == "POST" and "/actions" in r.url) as answer:
+        dialog.get_by_role("button", name="Clone").click()
+    assert answer.value.status == 202, answer.value.text()
+    return answer.value.request
 
 
 def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(browser, lab2, shot):
@@ -158,7 +160,8 @@ def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(br
     form_cluster.select_option("east")
     expect(form_namespace).to_have_value("team-a")  # the cluster's first, not the namespace picked before
     expect(form.get_by_text("checking…")).to_have_count(0)
-    expect(form.locator(".jp-envmgr-error")).to_have_count(0)
+    errors = form.locator(".jp-envmgr-error")
+    wait_until(page, lambda: errors.count() == 0, lambda: f"the form still says {errors.all_inner_texts()}")
     shot(page, "form-cluster")
 
     # At about 250 px of main area the form still fits: labels and selects inside, nothing scrolls sideways.
@@ -191,9 +194,12 @@ def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(br
                      + call(lab2, "GET", "environments?namespace=team-b&cluster=west")[1]["message"])
 
     # Created there: the POST names the cluster, the record says it, the list and the Overview show it.
+    errors = form.locator(".jp-envmgr-error")
+    wait_until(page, lambda: errors.count() == 0, lambda: f"the form still says {errors.all_inner_texts()}")
     with page.expect_request(lambda r: r.method == "POST" and "dry_run" not in r.url and "/envmgr/api/environments" in r.url) as created:
         form.get_by_role("button", name="Create", exact=True).click()
     assert query(created.value.url) == {"namespace": "team-b", "cluster": "west"}
+    assert created.value.response().status == 202
     assert created.value.post_data_json["cluster"] == "west"
     status, record = call(lab2, "GET", "environments/in-west?namespace=team-b&cluster=west")
     assert status == 200 and (record["cluster"], record["namespace"]) == ("west", "team-b")
@@ -203,9 +209,10 @@ def test_the_cluster_select_offers_each_clusters_namespaces_and_creates_there(br
     expect(cluster).to_have_value("west")  # the list followed the new environment's namespace
     expect(panel.locator('.jp-envmgr-item[data-name="in-west"] .jp-envmgr-meta')).to_contain_text("west")
     # Its clone stays in its cluster.
-    clone(page, view, "in-west-copy")
+    assert query(clone(page, view, "in-west-copy").url) == {"namespace": "team-b", "cluster": "west"}
     status, copy = call(lab2, "GET", "environments/in-west-copy?namespace=team-b&cluster=west")
-    assert status == 200 and copy["cluster"] == "west"
+    assert status == 200 and copy["cluster"] == "west", copy
+    expect(view_of(page, "in-west-copy")).to_be_visible()
     for r in sent:
         path = urlparse(r.url).path
         if "/environments/in-west" in path:
@@ -228,6 +235,7 @@ def test_a_create_in_the_first_cluster_names_it_and_shows_it(browser, lab2, shot
     with page.expect_request(lambda r: r.method == "POST" and "dry_run" not in r.url and "/envmgr/api/environments" in r.url) as created:
         create.click()
     assert query(created.value.url) == {"namespace": "shared-a", "cluster": "east"}
+    assert created.value.response().status == 202
     assert created.value.post_data_json["cluster"] == "east"
     view = view_of(page, "in-east")
     view.get_by_role("tab", name="Overview").click()  # a new environment opens on its build log
@@ -239,10 +247,11 @@ def test_a_create_in_the_first_cluster_names_it_and_shows_it(browser, lab2, shot
     check_layout(panel)
     shot(page, "list-clusters-250")
     # Clone, from the view: the action names the source's cluster; the copy is in the same namespace and cluster.
-    with page.expect_request(lambda r: r.method == "POST" and "/environments/in-east/actions" in r.url) as cloned:
-        clone(page, view, "in-east-copy")
-    assert query(cloned.value.url) == {"namespace": "shared-a", "cluster": "east"}
-    assert cloned.value.post_data_json == {"action": "clone", "name": "in-east-copy"}
+    cloned = clone(page, view, "in-east-copy")
+    assert urlparse(cloned.url).path.endswith("/environments/in-east/actions")
+    assert query(cloned.url) == {"namespace": "shared-a", "cluster": "east"}
+    assert cloned.post_data_json == {"action": "clone", "name": "in-east-copy"}
+    expect(view_of(page, "in-east-copy")).to_be_visible()
     status, copy = call(lab2, "GET", "environments/in-east-copy?namespace=shared-a&cluster=east")
     assert status == 200 and (copy["cluster"], copy["namespace"]) == ("east", "shared-a")
     expect(panel.locator('.jp-envmgr-item[data-name="in-east-copy"]')).to_be_visible()
