@@ -9,14 +9,19 @@ import importlib.util
 import json
 import os
 import sys
-from urllib.parse import parse_qs, urlparse
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import expect
-
 from conftest import Lab, open_lab
-from test_panel import LAYOUT_PROBLEMS, call, check_layout, open_panel, set_sidebar_width, view_of
+from playwright.sync_api import expect
+from test_panel import (
+    LAYOUT_PROBLEMS,
+    call,
+    check_layout,
+    open_panel,
+    view_of,
+)
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
