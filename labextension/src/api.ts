@@ -140,7 +140,7 @@ export type RequestAction = 'approve' | 'reject' | 'withdraw';
 /** One change of `/events`. */
 export type IChange =
   | { type: 'upsert'; environment: IEnvironment }
-  | { type: 'delete'; namespace: string; name: string };
+  | { type: 'delete'; namespace: string; name: string; cluster?: string };
 
 /** A refusal of the server: its message says what to fix; `field` is the request field at fault, if one is. */
 export class ApiError extends Error {
@@ -212,6 +212,12 @@ export class EnvmgrApi {
     public namespace: string = ''
   ) {}
 
+  /**
+   * The cluster of `namespace`, sent as `?cluster=` on every per-environment route, on a server of
+   * several clusters; '' on a server of one (its records all belong to it: nothing to say).
+   */
+  cluster = '';
+
   /** Whether `?dry_run=1` may be sent: a server that predates it would ignore it and really create. */
   dryRuns = false;
 
@@ -220,6 +226,9 @@ export class EnvmgrApi {
     const global = path === 'info' || path === 'suggestions' || path.startsWith('requests');
     if (this.namespace && !params.has('namespace') && !global) {
       params.set('namespace', this.namespace);
+    }
+    if (this.cluster && !params.has('cluster') && !global) {
+      params.set('cluster', this.cluster);
     }
     const search = params.toString();
     return `envmgr/api/${path}${search ? '?' + search : ''}`;
@@ -273,10 +282,11 @@ export class EnvmgrApi {
     return this.request('GET', `environments/${name}`);
   }
 
-  /** Create in the spec's namespace when it names one (the form may pick another than the list shows). */
+  /** Create in the spec's namespace and cluster when it names them (the form may pick others than the list shows). */
   create(spec: ISpec, dryRun = false): Promise<IEnvironment> {
     return this.request('POST', 'environments', spec, {
       ...(spec.namespace ? { namespace: spec.namespace } : {}),
+      ...(spec.cluster && this.cluster ? { cluster: spec.cluster } : {}),
       ...(dryRun ? { dry_run: '1' } : {})
     });
   }
@@ -291,6 +301,11 @@ export class EnvmgrApi {
 
   action(name: string, action: 'rebuild' | 'cancel' | 'rollback', revision?: number): Promise<IEnvironment> {
     return this.request('POST', `environments/${name}/actions`, revision === undefined ? { action } : { action, revision });
+  }
+
+  /** A new environment with the same inputs, in the source's namespace and cluster (the query names the source). */
+  clone(name: string, newName: string): Promise<IEnvironment> {
+    return this.request('POST', `environments/${name}/actions`, { action: 'clone', name: newName });
   }
 
   log(name: string, revision?: number): Promise<string> {

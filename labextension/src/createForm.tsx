@@ -6,7 +6,7 @@
 import * as React from 'react';
 
 import { ApiError, IEnvironment, IEnvRequest, IInfo, ISpec, Manager } from './api';
-import { EnvironmentsModel, mergePackages } from './model';
+import { clusterOf, EnvironmentsModel, mergePackages } from './model';
 import { IFormState, pairsToObject, rowOf, validateForm } from './validation';
 
 const HINTS: Record<Manager, string> = {
@@ -116,6 +116,7 @@ const pairs = (o: Record<string, string> | undefined): [string, string][] => Obj
 
 /** A form from an existing record (editing), or a new one with the server's defaults, and any prefill (a notebook's suggestion). */
 export function initialForm(info: IInfo, namespace: string, from?: Partial<ISpec>): IForm {
+  const cluster = from?.cluster || clusterOf(info, from?.namespace || namespace);
   return {
     name: from?.name || '',
     manager: from?.manager || 'pip',
@@ -128,10 +129,26 @@ export function initialForm(info: IInfo, namespace: string, from?: Partial<ISpec
     gpu: String(from?.gpu ?? 0),
     description: from?.description || '',
     storage: from?.storage || info.storages[0]?.name || 'default',
-    namespace: from?.namespace || namespace,
-    cluster: from?.cluster || info.clusters?.[0]?.name || '',
+    namespace: inCluster(info, cluster, from?.namespace || namespace),
+    cluster,
     initScript: from?.init_script || ''
   };
+}
+
+/** The namespaces a cluster offers (all of `/info` `namespaces` on a server that lists no clusters). */
+export function namespacesOf(info: IInfo, cluster: string): string[] {
+  return info.clusters?.find(c => c.name === cluster)?.namespaces || info.namespaces;
+}
+
+/** `namespace` if the cluster offers it, else the cluster's first (a namespace belongs to one cluster). */
+function inCluster(info: IInfo, cluster: string, namespace: string): string {
+  const offered = namespacesOf(info, cluster);
+  return offered.includes(namespace) || !offered.length ? namespace : offered[0];
+}
+
+/** The form after the user picks another cluster: that cluster's first namespace, unless the namespace is also its own. */
+export function withCluster(info: IInfo, form: IForm, cluster: string): IForm {
+  return { ...form, cluster, namespace: inCluster(info, cluster, form.namespace) };
 }
 
 export function toSpec(form: IForm): ISpec {
@@ -276,7 +293,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     }
   };
   const clusters = info.clusters || [];
-  const namespaces = clusters.find(c => c.name === form.cluster)?.namespaces || info.namespaces;
+  const namespaces = namespacesOf(info, form.cluster);
 
   return (
     <form className="jp-envmgr-form" aria-label={editing ? `Edit ${env.name}` : 'Create an environment'}
@@ -309,7 +326,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
               </Field>
               {clusters.length > 1 && (
                 <Field id="envmgr-cluster" label="Cluster" error={errors.cluster}>
-                  <select value={form.cluster} onChange={e => update({ cluster: e.target.value })}>
+                  <select value={form.cluster} onChange={e => update(withCluster(info, form, e.target.value))}>
                     {clusters.map(c => (
                       <option key={c.name}>{c.name}</option>
                     ))}

@@ -35,6 +35,10 @@ export interface IViewActions {
   showInList: (name: string) => void;
   /** The environment is gone (deleted here or elsewhere). */
   closed: () => void;
+  /** The name of a copy, asked of the user (null: they cancelled). */
+  askCloneName: (name: string) => Promise<string | null>;
+  /** Open another environment's view (a copy just made). */
+  open: (name: string) => void;
 }
 
 export const TABS = ['Overview', 'Packages', 'Revisions', 'Build log', 'Resources'] as const;
@@ -134,7 +138,7 @@ function Overview(props: { model: EnvironmentsModel; env: IEnvironment; revision
         <Fact term="Kernel">{env.kernel_name || '—'}</Fact>
         <Fact term="Owner">{model.ownerName(env.owner)}</Fact>
         <Fact term="Namespace">{env.namespace}</Fact>
-        {env.cluster && <Fact term="Cluster">{env.cluster}</Fact>}
+        {env.cluster && model.clustered && <Fact term="Cluster">{env.cluster}</Fact>}
         <Fact term="Storage">{env.storage}</Fact>
         <Fact term="GPUs">{env.gpu}</Fact>
         <Fact term="Created">{when(env.created)}</Fact>
@@ -414,10 +418,10 @@ function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string>
   );
 }
 
-function View(props: { model: EnvironmentsModel; name: string; namespace: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
+function View(props: { model: EnvironmentsModel; name: string; namespace: string; cluster: string; actions: IViewActions; tab: Tab; setTab: (t: Tab) => void }): JSX.Element {
   const { model, name, actions } = props;
   useModel(model);
-  const elsewhere = model.namespace !== props.namespace; // the list shows another namespace now
+  const elsewhere = model.namespace !== props.namespace || model.cluster !== props.cluster; // the list shows another namespace now
   const env = elsewhere ? undefined : model.find(name);
   const [packages, setPackages] = React.useState<IPackage[] | null>(null);
   const [revisions, setRevisions] = React.useState<IRevision[]>([]);
@@ -486,6 +490,14 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
           enabled={!!env.ready_revision} onClick={() => void act(async () => actions.download(`${name}.lock.txt`, await model.api.exportText(name, 'requirements')))} />
         <ToolbarButtonComponent icon={downloadIcon} label="Spec" tooltip="Download the inputs as JSON (re-importable)"
           onClick={() => void act(async () => actions.download(`${name}.json`, await model.api.exportText(name, 'spec')))} />
+        <ToolbarButtonComponent icon={copyIcon} label="Clone" tooltip="A new environment with the same inputs, in the same namespace and cluster"
+          enabled={!deleting} onClick={() => void act(async () => {
+            const copy = await actions.askCloneName(name);
+            if (copy) {
+              model.apply({ type: 'upsert', environment: await model.api.clone(name, copy) });
+              actions.open(copy);
+            }
+          })} />
         <ToolbarButtonComponent icon={deleteIcon} label="Delete" tooltip="Delete the environment, its kernel and every revision"
           enabled={!deleting} className="jp-envmgr-delete"
           onClick={() => void act(async () => {
@@ -518,11 +530,13 @@ export class EnvironmentView extends ReactWidget {
   constructor(readonly model: EnvironmentsModel, readonly envName: string, private readonly actions: IViewActions) {
     super();
     this.namespace = model.namespace;
+    this.cluster = model.cluster;
     this.addClass('jp-envmgr-main');
   }
 
   tab: Tab = 'Overview';
   readonly namespace: string;
+  readonly cluster: string;
 
   setTab(tab: Tab): void {
     this.tab = tab;
@@ -535,7 +549,7 @@ export class EnvironmentView extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return <View model={this.model} name={this.envName} namespace={this.namespace} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
+    return <View model={this.model} name={this.envName} namespace={this.namespace} cluster={this.cluster} actions={this.actions} tab={this.tab} setTab={t => this.setTab(t)} />;
   }
 }
 
@@ -568,10 +582,9 @@ export class CreateView extends ReactWidget {
         <SpecForm key={this._generation} model={this.model} initial={this._initial} unresolved={this._unresolved}
           onDone={async env => {
             if (env.namespace !== this.model.namespace) {
-              await this.model.setNamespace(env.namespace);
-            } else {
-              this.model.apply({ type: 'upsert', environment: env });
+              await this.model.setNamespace(env.namespace); // its list may come later than the view opens
             }
+            this.model.apply({ type: 'upsert', environment: env });
             this.done(env);
           }}
           onCancel={this.cancel}

@@ -4,7 +4,7 @@
  * the kernel picker and open notebooks in step with environments that turn ready or go.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { addIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
@@ -13,7 +13,7 @@ import { Widget } from '@lumino/widgets';
 import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
 import { CreateView, EnvironmentView, Tab } from './environmentView';
 import { RequestsView } from './requests';
-import { EnvironmentsModel, nameFromPath } from './model';
+import { EnvironmentsModel, envKey, nameFromPath } from './model';
 import { EnvironmentsPanel } from './panel';
 import { KernelRevisions } from './restartNotice';
 
@@ -186,7 +186,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     function openEnvironment(name: string, tab?: Tab): void {
-      const key = `${model.namespace}/${name}`;
+      const key = envKey({ cluster: model.cluster, namespace: model.namespace, name });
       let widget = views.get(key);
       if (!widget || widget.isDisposed) {
         const content = new EnvironmentView(model, name, {
@@ -208,12 +208,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           closed: () => {
             views.get(key)?.dispose();
             showInList();
-          }
+          },
+          askCloneName: async source =>
+            (await InputDialog.getText({ title: `Clone ${source}`, label: 'Name of the copy', text: `${source}-copy`, okLabel: 'Clone' })).value || null,
+          open: other => openEnvironment(other)
         });
         widget = new MainAreaWidget({ content });
-        widget.id = `envmgr-view-${model.namespace}-${name}`;
+        widget.id = `envmgr-view-${model.clustered ? model.cluster + '-' : ''}${model.namespace}-${name}`;
         widget.title.label = name;
-        widget.title.caption = `Environment ${name} (${model.namespace})`;
+        widget.title.caption = `Environment ${name} (${model.clustered ? model.cluster + '/' : ''}${model.namespace})`;
         widget.title.icon = envmgrIcon;
         widget.title.closable = true;
         widget.toolbar.hide(); // the view has its own actions

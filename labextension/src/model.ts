@@ -11,7 +11,6 @@ export interface IFilter {
   text: string;
   label: string; // "key" or "key=value"
   status: string; // '' for any; matched against the shown status
-  cluster: string; // '' for any
 }
 
 export const MIN_INTERVAL = 1;
@@ -55,9 +54,6 @@ export function matches(env: IEnvironment, filter: IFilter): boolean {
   if (filter.status && shownStatus(env) !== filter.status) {
     return false;
   }
-  if (filter.cluster && (env.cluster || '') !== filter.cluster) {
-    return false;
-  }
   if (filter.label.trim()) {
     const [key, value] = filter.label.trim().split('=', 2);
     if (!(key in env.labels) || (value !== undefined && env.labels[key] !== value)) {
@@ -65,6 +61,20 @@ export function matches(env: IEnvironment, filter: IFilter): boolean {
     }
   }
   return true;
+}
+
+/**
+ * The cluster that offers `namespace` (a namespace belongs to one cluster of a server), else the first;
+ * '' when the server lists no clusters.
+ */
+export function clusterOf(info: IInfo, namespace: string): string {
+  const clusters = info.clusters || [];
+  return (clusters.find(c => c.namespaces.includes(namespace)) ?? clusters[0])?.name ?? '';
+}
+
+/** What names one environment on a server: its cluster, namespace and name (one name may be taken in two places). */
+export function envKey(env: { cluster?: string; namespace: string; name: string }): string {
+  return `${env.cluster ?? ''}/${env.namespace}/${env.name}`;
 }
 
 function requirementName(line: string): string {
@@ -190,7 +200,7 @@ export class EnvironmentsModel {
   info: IInfo | null = null;
   environments: IEnvironment[] = [];
   error = '';
-  filter: IFilter = { text: '', label: '', status: '', cluster: '' };
+  filter: IFilter = { text: '', label: '', status: '' };
   /** Who is signed in (the identity provider's username and display name), to show owners by name. */
   user: { username: string; display_name: string } | null = null;
   /** Names being deleted: the delete takes seconds (a build to cancel, files to move). */
@@ -212,6 +222,25 @@ export class EnvironmentsModel {
 
   get namespace(): string {
     return this.api.namespace;
+  }
+
+  /** The cluster of the namespace the list shows ('' before `/info` is read, or when it lists none). */
+  get cluster(): string {
+    return this.info ? clusterOf(this.info, this.api.namespace) : '';
+  }
+
+  /** Whether the server has several clusters (then requests name one, and the views show it). */
+  get clustered(): boolean {
+    return (this.info?.clusters?.length ?? 0) > 1;
+  }
+
+  /** Whether a record or a deletion is about what the list shows (its namespace, and its cluster when it says one). */
+  private shown(place: { namespace: string; cluster?: string }): boolean {
+    return place.namespace === this.namespace && (!place.cluster || !this.cluster || place.cluster === this.cluster);
+  }
+
+  private setCluster(): void {
+    this.api.cluster = this.clustered ? this.cluster : '';
   }
 
   get visible(): IEnvironment[] {
@@ -243,6 +272,7 @@ export class EnvironmentsModel {
 
   async setNamespace(namespace: string): Promise<void> {
     this.api.namespace = namespace;
+    this.setCluster();
     this.environments = [];
     this._known.clear();
     this.audits.clear();
@@ -261,6 +291,7 @@ export class EnvironmentsModel {
       }
       this.api.dryRuns = info.clusters !== undefined; // the same server release brought both
       this.info = info;
+      this.setCluster();
     }
     return this.info;
   }
@@ -284,16 +315,16 @@ export class EnvironmentsModel {
     this._changed.emit();
   }
 
-  /** Apply one change of `/events` (changes of another namespace are not ours). */
+  /** Apply one change of `/events` (changes of another namespace or cluster are not ours). */
   apply(change: IChange): void {
     if (change.type === 'delete') {
-      if (change.namespace === this.namespace) {
+      if (this.shown(change)) {
         this.deleting.delete(change.name);
         this.observe(this.environments.filter(e => e.name !== change.name));
       }
-    } else if (change.environment.namespace === this.namespace) {
+    } else if (this.shown(change.environment)) {
       const env = change.environment;
-      const at = this.environments.findIndex(e => e.name === env.name);
+      const at = this.environments.findIndex(e => envKey(e) === envKey(env));
       const next = [...this.environments];
       if (at >= 0) {
         next[at] = env;
@@ -384,7 +415,7 @@ export class EnvironmentsModel {
     this._changed.emit();
     try {
       await this.api.remove(name);
-      this.apply({ type: 'delete', namespace: this.namespace, name });
+      this.apply({ type: 'delete', namespace: this.namespace, name, cluster: this.cluster });
     } finally {
       this.deleting.delete(name);
       this._changed.emit();

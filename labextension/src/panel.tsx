@@ -63,16 +63,16 @@ function List(props: IListProps): JSX.Element {
       </div>
       <RequestsLine model={model} open={props.requests} />
       <div className="jp-envmgr-filters">
-        {clusters.length > 1 && (
-          <select aria-label="Filter by cluster" value={model.filter.cluster} onChange={e => model.setFilter({ cluster: e.target.value })}>
-            <option value="">any cluster</option>
+        {model.clustered && (
+          <select aria-label="Cluster" title="Cluster (its first namespace is shown)" value={model.cluster}
+            onChange={e => void model.setNamespace(clusters.find(c => c.name === e.target.value)?.namespaces[0] ?? model.namespace)}>
             {clusters.map(c => (
-              <option key={c.name}>{c.name}</option>
+              <option key={c.name} value={c.name}>cluster: {c.name}</option>
             ))}
           </select>
         )}
         <select aria-label="Namespace" title="Namespace" value={model.namespace} onChange={e => void model.setNamespace(e.target.value)}>
-          {(info?.namespaces || []).map(ns => (
+          {(model.clustered ? clusters.find(c => c.name === model.cluster)?.namespaces ?? [] : info?.namespaces ?? []).map(ns => (
             <option key={ns} value={ns}>namespace: {ns}</option>
           ))}
         </select>
@@ -107,7 +107,7 @@ function List(props: IListProps): JSX.Element {
                   <StatusBadge env={env} compact />
                   <AuditBadge audit={model.audits.get(env.name)} />
                 </span>
-                <span className="jp-envmgr-meta">Python {env.python} · {env.manager}{env.cluster && clusters.length > 1 ? ` · ${env.cluster}` : ''}</span>
+                <span className="jp-envmgr-meta">Python {env.python} · {env.manager}{env.cluster && model.clustered ? ` · ${env.cluster}` : ''}</span>
                 {Object.keys(env.labels).length > 0 && (
                   <span className="jp-envmgr-labels">
                     {Object.entries(env.labels).map(([k, v]) => (

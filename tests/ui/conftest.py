@@ -38,7 +38,7 @@ def free_port() -> int:
 class Lab:
     """One `jupyter lab` process: its URL, token and log."""
 
-    def __init__(self, base, extra_args=()):
+    def __init__(self, base, extra_args=(), config=None):
         self.port = free_port()
         self.token = os.urandom(12).hex()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -51,6 +51,7 @@ class Lab:
         (dirs["config"] / "jupyter_server_config.json").write_text(json.dumps({
             "ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}},
             "LabApp": {"expose_app_in_browser": True},
+            **(config or {}),  # more traits of the server under test (EnvManagerApp's, say)
         }))
         # The frontend that belongs to the jupyter_envmgr under test (the user data dir wins over sys.prefix).
         built = Path(jupyter_envmgr.__file__).parent / "labextension"

@@ -34,7 +34,7 @@ class FakeServer {
 describe('filters', () => {
   const a = env('alpha', { labels: { team: 'a' }, description: 'vision' });
   const b = env('beta', { labels: { team: 'b' }, status: 'failed', ready_revision: null, kernel_name: null });
-  const none = { text: '', label: '', status: '', cluster: '' };
+  const none = { text: '', label: '', status: '' };
 
   it('match text in name, description or packages, case-insensitively', () => {
     expect(matches(a, none)).toBe(true);
@@ -149,7 +149,7 @@ describe('honest status', () => {
   });
 
   it('filters by the shown status', () => {
-    const none = { text: '', label: '', status: '', cluster: '' };
+    const none = { text: '', label: '', status: '' };
     const updateFailed = env('a', { status: 'failed', revision: 2 });
     expect(matches(updateFailed, { ...none, status: 'ready' })).toBe(true);
     expect(matches(updateFailed, { ...none, status: 'failed' })).toBe(false);
