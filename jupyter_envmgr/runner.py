@@ -53,7 +53,7 @@ def main(plan_path):
     steps = plan["steps"]
     result = {"status": "ready", "message": "", "step": None, "exit_code": 0}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
+    started, took = time.monotonic(), []  # each step's time, for the last line of the log
     for index, step in enumerate(steps, 1):
         log.write(f"==> [{index}/{len(steps)}] {step['name']}: {' '.join(step['argv'])}\n")
         log.flush()
@@ -62,7 +62,7 @@ def main(plan_path):
             step_deadline = min(deadline, time.monotonic() + float(step["timeout"]))
         step_started = time.monotonic()
         code, tail, timed_out = run_step(step, dict(base_env, **step.get("env", {})), log, step_deadline)
-        log.write(f"==> {step['name']} took {time.monotonic() - step_started:.2f}s\n")
+        took.append(f"{step['name']} {time.monotonic() - step_started:.2f}s")
         if code != 0:
             if timed_out:
                 what = "the init script" if step["name"] == "init" else f"step {step['name']}"
@@ -73,7 +73,7 @@ def main(plan_path):
             log.write(f"==> failed: {message}\n")
             break
     else:
-        log.write(f"==> done in {time.monotonic() - started:.1f}s\n")
+        log.write(f"==> done in {time.monotonic() - started:.1f}s ({', '.join(took)})\n")
     log.flush()
     write_result(plan["result"], result)
     return 0 if result["status"] == "ready" else 1
