@@ -82,6 +82,18 @@ function serverTransport(): ITransport {
   return transport;
 }
 
+/** A main-area tab of ours: our icon, closable, no toolbar (each view has its own actions). */
+function mainAreaTab<T extends Widget>(content: T, id: string, label: string, caption = ''): MainAreaWidget<T> {
+  const widget = new MainAreaWidget({ content });
+  widget.id = id;
+  widget.title.label = label;
+  widget.title.caption = caption;
+  widget.title.icon = envmgrIcon;
+  widget.title.closable = true;
+  widget.toolbar.hide();
+  return widget;
+}
+
 function download(filename: string, text: string): void {
   const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
   const link = document.createElement('a');
@@ -213,13 +225,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             (await InputDialog.getText({ title: `Clone ${source}`, label: 'Name of the copy', text: `${source}-copy`, okLabel: 'Clone' })).value || null,
           open: other => openEnvironment(other)
         });
-        widget = new MainAreaWidget({ content });
-        widget.id = `envmgr-view-${model.clustered ? model.cluster + '-' : ''}${model.namespace}-${name}`;
-        widget.title.label = name;
-        widget.title.caption = `Environment ${name} (${model.clustered ? model.cluster + '/' : ''}${model.namespace})`;
-        widget.title.icon = envmgrIcon;
-        widget.title.closable = true;
-        widget.toolbar.hide(); // the view has its own actions
+        widget = mainAreaTab(content, `envmgr-view-${model.clustered ? model.cluster + '-' : ''}${model.namespace}-${name}`, name,
+          `Environment ${name} (${model.clustered ? model.cluster + '/' : ''}${model.namespace})`);
         views.set(key, widget);
         widget.disposed.connect(() => views.delete(key));
         app.shell.add(widget, 'main');
@@ -245,12 +252,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           }
           openEnvironment(name);
         });
-        requestsWidget = new MainAreaWidget({ content });
-        requestsWidget.id = 'envmgr-requests';
-        requestsWidget.title.label = 'Environment requests';
-        requestsWidget.title.icon = envmgrIcon;
-        requestsWidget.title.closable = true;
-        requestsWidget.toolbar.hide();
+        requestsWidget = mainAreaTab(content, 'envmgr-requests', 'Environment requests');
         app.shell.add(requestsWidget, 'main');
       }
       void model.loadRequests();
@@ -276,12 +278,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
               openRequests();
             }
           );
-          createWidget = new MainAreaWidget({ content });
-          createWidget.id = 'envmgr-create';
-          createWidget.title.label = 'New environment';
-          createWidget.title.icon = envmgrIcon;
-          createWidget.title.closable = true;
-          createWidget.toolbar.hide();
+          createWidget = mainAreaTab(content, 'envmgr-create', 'New environment');
           app.shell.add(createWidget, 'main');
         }
         if (initial || !createWidget.content.isAttached) {
