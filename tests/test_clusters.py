@@ -60,11 +60,15 @@ def test_every_path_follows_the_namespace_to_its_root(tmp_path):
 def test_a_build_elsewhere_uses_that_roots_caches_and_pythons(tmp_path):
     east, west = str(tmp_path / "east"), str(tmp_path / "west")
     tools = Toolchain(uv="uv", python_for=str, uv_cache_dir=os.path.join(east, "cache", "uv"),
-                      python_install_dir=os.path.join(east, "python"))
+                      python_install_dir=os.path.join(east, "python"), bytecode_cache_dir=os.path.join(east, "cache", "bytecode"),
+                      bytecode_program=os.path.join(east, ".envmgr", "bytecode-abc.py"))
     book = RecipeBook(tools, {"pip": ["ipykernel"]})
     assert book.rooted(east, east) is book
     moved = book.rooted(east, west)
     assert (moved.tools.uv_cache_dir, moved.tools.python_install_dir) == (os.path.join(west, "cache", "uv"), os.path.join(west, "python"))
+    # the bytecode cache and the program a Job runs (a copy on the volume) are that root's too
+    assert (moved.tools.bytecode_cache_dir, moved.tools.bytecode_program) == (
+        os.path.join(west, "cache", "bytecode"), os.path.join(west, ".envmgr", "bytecode-abc.py"))
     assert book.tools.uv_cache_dir == os.path.join(east, "cache", "uv")  # the original is unchanged
     assert relocate("/shared/uv-cache", east, west) == "/shared/uv-cache"  # configured outside the root: stays
 
