@@ -8,6 +8,8 @@ The plan (written by the server):
   {"log": path or null (stdout), "result": path, "timeout": seconds, "max_log_bytes": n (0: no cap), "env": {...},
    "steps": [{"name": "...", "argv": [...], "env": {...}, "stdout": path or null, "timeout": s or null}]}
 The result (written atomically at the end): {"status": "ready"|"failed", "message": ..., "step": ..., "exit_code": ...}
+A full disk must not cost the result: its room is reserved at the start, and a log that can no longer be
+written is dropped while the build goes on to its end.
 """
 import json
 import os
@@ -21,16 +23,17 @@ import time
 from collections import deque
 
 TAIL_LINES = 24
+RESULT_ROOM = 4096  # bytes reserved for the result; a message is at most MAX_MESSAGE characters
 
 
 class CappedLog:
     """A log that stops growing at `limit` bytes with a note saying so (the build itself goes on)."""
 
     def __init__(self, stream, limit):
-        self.stream, self.limit, self.written = stream, limit, 0
+        self.stream, self.limit, self.written, self.broken = stream, limit, 0, False
 
     def write(self, text):
-        if self.limit and self.written >= self.limit:
+        if self.broken or (self.limit and self.written >= self.limit):
             return
         data = text
         if self.limit and self.written + len(text.encode()) > self.limit:
@@ -38,15 +41,22 @@ class CappedLog:
             data += (f"\n[envmgr] log truncated at {self.limit} bytes (c.EnvManagerApp.max_log_bytes); "
                      "the rest of this build's output is not kept\n")
         self.written += len(data.encode())
-        self.stream.write(data)
+        try:
+            self.stream.write(data)
+        except OSError:  # full disk or gone storage: the build and its result matter more than its log
+            self.broken = True
 
     def flush(self):
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except OSError:
+            self.broken = True
 
 
 def main(plan_path):
     with open(plan_path) as f:
         plan = json.load(f)
+    reserve_result(plan["result"])
     log = CappedLog(open(plan["log"], "a", buffering=1) if plan.get("log") else sys.stdout, int(plan.get("max_log_bytes") or 0))
     deadline = time.monotonic() + float(plan.get("timeout") or 86400)
     base_env = dict(os.environ, **plan.get("env", {}))
@@ -253,16 +263,33 @@ def summarize(step, code, tail):
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
-def write_result(path, result):
-    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f)
+def reserve_result(path):
+    """Blank room for the result (blanks are no result to a reader), so a disk the build fills cannot refuse it."""
+    with open(path, "w") as f:
+        f.write(" " * RESULT_ROOM)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
+
+def write_result(path, result):
+    """Atomically beside the reserved file; on a full disk, into the reserved room instead."""
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = json.dumps(result).encode()
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        if tmp:
+            os.unlink(tmp)
+        with open(path, "r+b") as f:  # rewrites blocks the file already has: needs no free space
+            f.write(data.ljust(RESULT_ROOM))
+            f.flush()
+            os.fsync(f.fileno())
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))

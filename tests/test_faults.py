@@ -2,8 +2,11 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
+
+from jupyter_envmgr import runner
 
 
 @pytest.fixture
@@ -17,6 +20,32 @@ def envmgr_root(tmp_path):
     yield str(path)
     if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+FILL_THEN_FAIL = """
+import sys
+with open(sys.argv[1], "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(bytes(65536))
+    except OSError as e:
+        print("error: failed to write: No space left on device (os error 28)", flush=True)
+        sys.exit(2)
+"""
+
+
+def test_a_step_that_fills_the_disk_still_gets_its_result(envmgr_root):
+    """The log and the result share the full disk: the log is dropped, the result still says why."""
+    result = os.path.join(envmgr_root, "result.json")
+    plan = os.path.join(envmgr_root, "plan.json")
+    with open(plan, "w") as f:
+        json.dump({"log": os.path.join(envmgr_root, "build.log"), "result": result, "steps": [
+            {"name": "install", "argv": [sys.executable, "-c", FILL_THEN_FAIL, os.path.join(envmgr_root, "fill")]}]}, f)
+    done = subprocess.run([sys.executable, "-I", "-S", runner.__file__, plan], capture_output=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    with open(result) as f:
+        outcome = json.load(f)
+    assert outcome["status"] == "failed" and "storage is full" in outcome["message"], outcome
 
 
 async def test_full_disk_fails_cleanly(api, envmgr_root):
