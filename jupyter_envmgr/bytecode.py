@@ -17,6 +17,13 @@ An entry is used only when its `.py` is the very file being compiled (same devic
 rename (atomic; concurrent builds may race, either result is valid). `prune` drops entries whose source
 nothing else links any more.
 
+Faster still for uv: uv links a wheel by linking every file of its unpacked copy in the package cache
+(`archive-v0/<id>/`), so a `.pyc` placed there arrives with the source in every later install, at no cost
+of ours. Once a distribution is compiled, its `.pyc` files are linked into its unpacked copy, and a marker
+(`<dist-info>/envmgr-bytecode-<tag>-<magic>.json`, listing the distribution's top-level directories) goes
+last into its dist-info. A later build finds the marker linked into its own dist-info and skips those
+directories altogether. A marker counts only as a hard link (a copied install may carry stale bytecode).
+
 Standard library only: the build runs this file by its path with the environment's own interpreter
 (`<prefix>/bin/python -I bytecode.py --help`), so a build image needs nothing of ours (a cluster gets a
 content-addressed copy on its volume, like the runner).
@@ -126,9 +133,119 @@ class Cache:
         return True
 
 
-def sources(top: str):
-    """(path, stat, whether it is the file itself, not a symlink) of each .py under `top`; __pycache__
-    and symlinked directories skipped."""
+class Archives:
+    """uv's unpacked wheels (`<uv cache>/archive-v0`), which a later install links whole, bytecode included."""
+
+    def __init__(self, root, tag: str, magic: bytes):
+        self.root = root if root and os.path.isdir(root) else None
+        self.marker = f"envmgr-bytecode-{tag}-{magic.hex()}.json"
+        self.suffix = f".{tag}.pyc"
+        self.magic = magic
+        self._by_metadata = None
+
+    def complete(self, top: str) -> set:
+        """Top-level directories under site-packages `top` whose every file came with its bytecode."""
+        done, pending = set(), set()
+        for dist in _dist_infos(top):
+            tops = self._marked(os.path.join(top, dist))
+            if tops is None:
+                pending.update(_record_tops(os.path.join(top, dist)))
+            else:
+                done.update(tops)
+        return done - pending  # a directory another, uncompiled distribution also fills is walked
+
+    def _marked(self, dist_info: str):
+        try:
+            with open(os.path.join(dist_info, self.marker)) as f:
+                if os.fstat(f.fileno()).st_nlink < 2:
+                    return None
+                tops = json.load(f)["tops"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return [t for t in tops if isinstance(t, str)]
+
+    def seed(self, top: str) -> int:
+        """Link the bytecode of each distribution under `top` into its unpacked wheel, then mark it there.
+        Returns how many distributions were marked."""
+        if self.root is None:
+            return 0
+        marked = 0
+        for dist in _dist_infos(top):
+            if self._marked(os.path.join(top, dist)) is not None:
+                continue
+            try:
+                st = os.stat(os.path.join(top, dist, "METADATA"))
+            except OSError:
+                continue
+            archive = self._archive_of(st) if st.st_nlink > 1 else None
+            if archive is not None and self._link_bytecode(archive, top):
+                marked += 1
+        return marked
+
+    def _archive_of(self, st: os.stat_result):
+        """(unpacked wheel dir, its dist-info name) whose METADATA is this very file, or None."""
+        if self._by_metadata is None:
+            self._by_metadata = {}
+            for archive in _scandirs(self.root):
+                for dist in _dist_infos(archive):
+                    with contextlib.suppress(OSError):
+                        meta = os.stat(os.path.join(archive, dist, "METADATA"))
+                        self._by_metadata[(meta.st_dev, meta.st_ino)] = (archive, dist)
+        return self._by_metadata.get((st.st_dev, st.st_ino))
+
+    def _link_bytecode(self, archive, top: str) -> bool:
+        """Every .py of the unpacked wheel gets the .pyc compiled for its link under `top`; then the marker.
+        False (no marker) when a source there is not the very file installed here, or a link fails."""
+        path, dist = archive
+        tops = [e.name for e in _scandirs(path) if not e.name.endswith((".dist-info", ".data")) and e.name != "__pycache__"]
+        try:
+            for name in tops:
+                for source, st, itself in sources(os.path.join(path, name)):
+                    rel = os.path.relpath(source, path)
+                    installed = os.path.join(top, rel)
+                    if not itself or not os.path.samestat(st, os.stat(installed)):
+                        return False
+                    folder, base = os.path.split(rel)
+                    pyc = os.path.join(top, folder, "__pycache__", base[:-3] + self.suffix)
+                    if not _valid(pyc, header(self.magic, st)):
+                        continue  # does not compile: imported from source, like here
+                    os.makedirs(os.path.join(path, folder, "__pycache__"), exist_ok=True)
+                    _link(pyc, os.path.join(path, folder, "__pycache__", base[:-3] + self.suffix))
+            tmp = os.path.join(path, dist, f".{self.marker}.{_TOKEN}.tmp")
+            with open(tmp, "w") as f:
+                json.dump({"tops": tops}, f)
+            os.replace(tmp, os.path.join(path, dist, self.marker))
+        except OSError:  # a cache we may not write, a file gone meanwhile: this one stays unmarked
+            return False
+        return True
+
+
+def _scandirs(path: str) -> list:
+    try:
+        return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _dist_infos(path: str) -> list:
+    return [e.name for e in _scandirs(path) if e.name.endswith(".dist-info")]
+
+
+def _record_tops(dist_info: str) -> set:
+    """The top-level directories a distribution's RECORD lists (what it installed under site-packages)."""
+    tops = set()
+    with contextlib.suppress(OSError):
+        with open(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                first = line.split(",", 1)[0].replace("\\", "/").split("/", 1)
+                if len(first) == 2 and first[0] not in ("", "..", "."):
+                    tops.add(first[0])
+    return tops
+
+
+def sources(top: str, skip=frozenset()):
+    """(path, stat, whether it is the file itself, not a symlink) of each .py under `top`; __pycache__,
+    symlinked directories and the top-level directories in `skip` left out."""
     stack = [top]
     while stack:
         directory = stack.pop()
@@ -143,29 +260,33 @@ def sources(top: str):
                     yield e.path, e.stat(), not e.is_symlink()
                 except OSError:
                     continue
-            elif name != "__pycache__" and e.is_dir(follow_symlinks=False):
+            elif name != "__pycache__" and e.is_dir(follow_symlinks=False) and not (directory == top and name in skip):
                 stack.append(e.path)
 
 
-def share(python: str, cache_root, dirs=None, log=print) -> dict:
+def share(python: str, cache_root, dirs=None, log=print, archives=None) -> dict:
     """Give every .py under `dirs` (default: the interpreter's site-packages) a valid .pyc, from the cache
-    where it has one, compiled by `python` where not; then cache what was compiled. Returns counts."""
+    where it has one, compiled by `python` where not; then cache what was compiled, and link it into uv's
+    unpacked wheels under `archives` (if given) for later installs. Returns counts."""
     if python == sys.executable:  # the environment's own interpreter runs this: ask it in-process
         info = json.loads(_info())
     else:
         info = json.loads(subprocess.run([python, "-I", "-c", INFO], capture_output=True, text=True, check=True,
                                          stdin=subprocess.DEVNULL).stdout)
     tag, magic = info[0], bytes.fromhex(info[1])
-    counts = {"linked": 0, "kept": 0, "compiled": 0, "failed": 0, "cached": 0}
+    counts = {"linked": 0, "kept": 0, "compiled": 0, "failed": 0, "cached": 0, "installed": 0, "seeded": 0}
     if tag is None:  # an interpreter that writes no bytecode
         return counts
     cache = Cache(cache_root, tag, magic)
+    wheels = Archives(archives, tag, magic)
     dirs = [d for d in dict.fromkeys(dirs or info[2:]) if os.path.isdir(d)]
     suffix = f".{tag}.pyc"
     made = set()
     missing = []  # (source, stat, pyc, shared)
     for top in dirs:
-        for source, st, itself in sources(top):
+        done = wheels.complete(top)
+        counts["installed"] += len(done)
+        for source, st, itself in sources(top, done):
             folder, name = os.path.split(source)
             pycache = os.path.join(folder, "__pycache__")
             pyc = os.path.join(pycache, name[:-3] + suffix)
@@ -199,6 +320,7 @@ def share(python: str, cache_root, dirs=None, log=print) -> dict:
             if shared and cache.add(source, st, pyc):
                 counts["cached"] += 1
         log(f"compiled {counts['compiled']} files in {time.monotonic() - started:.1f}s")
+    counts["seeded"] = sum(wheels.seed(top) for top in dirs)
     return counts
 
 
@@ -256,12 +378,15 @@ def main(argv=None) -> int:
                              "default: the one running this, which saves asking another")
     parser.add_argument("dirs", nargs="*", help="directories to compile (default: its site-packages)")
     parser.add_argument("--cache", default=None, help="the bytecode cache on the root's filesystem (none: compile all)")
+    parser.add_argument("--archives", default=None,
+                        help="uv's unpacked wheels (<uv cache>/archive-v0): compiled bytecode is linked in there too")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    counts = share(args.python, args.cache, args.dirs)
-    print(f"bytecode: {counts['linked']} linked from the cache, {counts['compiled']} compiled, "
-          f"{counts['kept']} already there, {counts['failed']} not compilable (imported from source), "
-          f"{counts['cached']} added to the cache, in {time.monotonic() - started:.1f}s", flush=True)
+    counts = share(args.python, args.cache, args.dirs, archives=args.archives)
+    print(f"bytecode: {counts['installed']} directories installed with theirs, {counts['linked']} files linked "
+          f"from the cache, {counts['compiled']} compiled, {counts['kept']} already there, {counts['failed']} not "
+          f"compilable (imported from source), {counts['cached']} added to the cache, {counts['seeded']} "
+          f"distributions marked in uv's cache, in {time.monotonic() - started:.2f}s", flush=True)
     return 0
 
 

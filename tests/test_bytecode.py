@@ -139,3 +139,76 @@ def test_a_symlinked_source_is_compiled_not_cached(tmp_path):
     counts = bytecode.share(sys.executable, str(tmp_path / "cache"), [site], log=lambda *_: None)
     assert (counts["compiled"], counts["cached"]) == (3, 2)
     assert os.path.isfile(pyc(site, "demo/alias.py"))
+
+
+def uv_install(tmp_path, env: str, wheels: str) -> str:
+    """A real uv venv and install from a directory of wheels, with the test's uv cache: its site-packages."""
+    import uv
+
+    run = dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_PYTHON_DOWNLOADS="never", VIRTUAL_ENV="",
+               NO_COLOR="1", UV_NO_PROGRESS="1")
+    prefix = str(tmp_path / env)
+    subprocess.run([uv.find_uv_bin(), "venv", "-q", "--no-project", "--python", sys.executable, prefix], env=run, check=True)
+    subprocess.run([uv.find_uv_bin(), "pip", "install", "-q", "--python", os.path.join(prefix, "bin", "python"),
+                    "--no-index", "--find-links", wheels, "envmgr-demo-pkg"], env=run, check=True)
+    purelib = subprocess.run([os.path.join(prefix, "bin", "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return purelib
+
+
+def test_uv_carries_the_bytecode_into_later_installs(tmp_path):
+    """Compiled once, the bytecode goes into uv's unpacked wheel; the next install brings it along and the
+    bytecode step skips the distribution's directories. A copied (not linked) marker is not trusted."""
+    from helpers import make_wheel
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    name, data = make_wheel("envmgr-demo-pkg", "1.0", "def f():\n    return 3\n")
+    (wheels / name).write_bytes(data)
+    archives, cache = str(tmp_path / "uv-cache" / "archive-v0"), str(tmp_path / "cache")
+    quiet = lambda *_: None  # noqa: E731
+
+    a = uv_install(tmp_path, "a", str(wheels))
+    first = bytecode.share(sys.executable, cache, [a], log=quiet, archives=archives)
+    assert (first["compiled"], first["seeded"], first["installed"]) == (1, 1, 0), first
+    marker = f"envmgr-bytecode-{TAG}-{importlib.util.MAGIC_NUMBER.hex()}.json"
+
+    b = uv_install(tmp_path, "b", str(wheels))
+    source = os.path.join(b, "envmgr_demo_pkg", "__init__.py")
+    assert os.path.isfile(pyc(b, "envmgr_demo_pkg/__init__.py"))  # uv linked it with the source
+    second = bytecode.share(sys.executable, cache, [b], log=quiet, archives=archives)
+    assert (second["installed"], second["compiled"], second["linked"], second["seeded"]) == (1, 0, 0, 0), second
+    assert bytecode._valid(pyc(b, "envmgr_demo_pkg/__init__.py"),
+                           bytecode.header(importlib.util.MAGIC_NUMBER, os.stat(source)))
+    before = os.stat(pyc(b, "envmgr_demo_pkg/__init__.py")).st_ino
+    subprocess.run([os.path.join(str(tmp_path / "b"), "bin", "python"), "-c", "import envmgr_demo_pkg"], check=True)
+    assert os.stat(pyc(b, "envmgr_demo_pkg/__init__.py")).st_ino == before  # the import wrote nothing
+
+    c = uv_install(tmp_path, "c", str(wheels))
+    dist_info = os.path.join(c, "envmgr_demo_pkg-1.0.dist-info")
+    with open(os.path.join(dist_info, marker)) as f:
+        text = f.read()
+    os.unlink(os.path.join(dist_info, marker))
+    with open(os.path.join(dist_info, marker), "w") as f:  # a copy: its bytecode may be stale
+        f.write(text)
+    third = bytecode.share(sys.executable, cache, [c], log=quiet, archives=archives)
+    assert third["installed"] == 0 and third["linked"] + third["kept"] == 1, third
+
+
+def test_a_directory_an_uncompiled_distribution_shares_is_walked(tmp_path):
+    """Two distributions fill one namespace directory; only one is marked: the directory is still walked."""
+    site = tmp_path / "site"
+    marker = f"envmgr-bytecode-{TAG}-{importlib.util.MAGIC_NUMBER.hex()}.json"
+    for dist, module in (("one-1.0.dist-info", "ns/one.py"), ("two-1.0.dist-info", "ns/two.py")):
+        (site / dist).mkdir(parents=True)
+        (site / dist / "RECORD").write_text(f"{module},,\n")
+        (site / module).parent.mkdir(exist_ok=True)
+        (site / module).write_text("X = 1\n")
+    spare = tmp_path / "spare-marker"
+    spare.write_text('{"tops": ["ns"]}')
+    os.link(spare, site / "one-1.0.dist-info" / marker)  # linked, as uv links it
+    archives = bytecode.Archives(None, TAG, importlib.util.MAGIC_NUMBER)
+    assert archives.complete(str(site)) == set()
+    os.unlink(site / "two-1.0.dist-info" / "RECORD")
+    (site / "two-1.0.dist-info" / "RECORD").write_text("two_elsewhere/x.py,,\n")
+    assert archives.complete(str(site)) == {"ns"}

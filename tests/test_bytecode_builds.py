@@ -37,18 +37,20 @@ async def build(api, name: str, index_url: str, python: str = None) -> str:
 
 
 def compiled(log: str) -> tuple:
-    m = re.search(r"bytecode: (\d+) linked from the cache, (\d+) compiled", log)
+    """(directories installed with their bytecode by uv, files linked from the bytecode cache, files compiled)."""
+    m = re.search(r"bytecode: (\d+) directories installed with theirs, (\d+) files linked from the cache, (\d+) compiled", log)
     assert m, log
-    return int(m[1]), int(m[2])
+    return int(m[1]), int(m[2]), int(m[3])
 
 
 @pytest.mark.parametrize("envmgr_overrides", NO_REUSE)
 async def test_two_environments_share_bytecode_and_a_kernel_compiles_nothing(api, local_index, envmgr_root):
     first, second = unique("pyc-a"), unique("pyc-b")
-    linked, made = compiled(await build(api, first, local_index.url))
-    assert made > 100  # ipykernel and its dependencies, compiled once
-    linked, made = compiled(await build(api, second, local_index.url))
-    assert made == 0 and linked > 100, (linked, made)
+    installed, linked, made = compiled(await build(api, first, local_index.url))
+    assert made > 100 or installed > 10  # ipykernel and its dependencies: compiled once (the tests' uv cache
+    # outlives a run, and once compiled, uv's unpacked wheels hold the bytecode)
+    installed, linked, made = compiled(await build(api, second, local_index.url))
+    assert made == 0 and installed > 10, (installed, linked, made)  # uv linked them with their sources
     a, b = site_packages(envmgr_root, first), site_packages(envmgr_root, second)
     for rel in ("envmgr_demo_pkg/__init__.py", "ipykernel/kernelapp.py"):
         folder, module = os.path.split(rel)
@@ -74,17 +76,18 @@ async def test_another_python_version_never_gets_the_others_bytecode(api, local_
         pytest.skip(f"one Python version installed ({offered}): nothing to compare")
     old, new = unique("pyc-old"), unique("pyc-new")
     await build(api, old, local_index.url, python=minors[0])
-    linked, made = compiled(await build(api, new, local_index.url, python=minors[-1]))
-    assert made > 100, (linked, made)  # its own interpreter compiled everything
+    installed, linked, made = compiled(await build(api, new, local_index.url, python=minors[-1]))
+    assert made > 100 or installed > 10, (installed, linked, made)  # compiled by its own interpreter, maybe earlier
     a, b = site_packages(envmgr_root, old), site_packages(envmgr_root, new)
     source = os.path.join("envmgr_demo_pkg", "__init__.py")
     assert os.stat(os.path.join(a, source)).st_ino == os.stat(os.path.join(b, source)).st_ino  # one source file...
     python = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(b))), "bin", "python")
     tag, magic = subprocess.run([python, "-c", "import sys, importlib.util; print(sys.implementation.cache_tag, "
                                  "importlib.util.MAGIC_NUMBER.hex())"], capture_output=True, text=True, check=True).stdout.split()
-    theirs = {os.stat(p).st_ino for p in pycache(a)}
-    for path in pycache(b):
-        assert os.path.basename(path).split(".")[-2] == tag, path  # ...two bytecodes, each its interpreter's
+    theirs = {os.stat(p).st_ino for p in pycache(a) if os.path.basename(p).split(".")[-2] != tag}
+    ours = [p for p in pycache(b) if os.path.basename(p).split(".")[-2] == tag]  # uv links in both tags' files
+    assert len(ours) > 100
+    for path in ours:  # ...two bytecodes, each its interpreter's
         assert os.stat(path).st_ino not in theirs, path
         with open(path, "rb") as f:
             assert f.read(4).hex() == magic, path

@@ -77,10 +77,13 @@ class BuildPaths:
         return os.path.join(self.build_dir, "activate.json")
 
 
-def bytecode_step(tools: Toolchain, python: str, *dirs: str) -> Step:
+def bytecode_step(tools: Toolchain, python: str, *dirs: str, archives: Optional[str] = None) -> Step:
     """Compiled here, once, so no kernel compiles .pyc files on shared storage at import time; what another
-    build compiled from the same source file is linked from the cache, not compiled again."""
+    build compiled from the same source file is linked from the cache, not compiled again. `archives`: uv's
+    unpacked wheels, which then carry the bytecode into every later install themselves."""
     cache = ["--cache", tools.bytecode_cache_dir] if tools.bytecode_cache_dir else []
+    if archives and tools.bytecode_cache_dir:  # no shared bytecode cache: leave uv's cache alone too
+        cache += ["--archives", archives]
     return Step("bytecode", [python, "-I", tools.bytecode_program, *cache, *dirs])
 
 

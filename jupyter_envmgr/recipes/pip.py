@@ -10,6 +10,7 @@ from ..requirements import normalized_requirements, parse_requirements
 from ..spec import EnvSpec
 
 REQUIREMENTS = "requirements.txt"
+UV_ARCHIVES = "archive-v0"  # where uv's cache keeps unpacked wheels, which installs link file by file
 
 
 def validate(book, spec: EnvSpec) -> None:
@@ -43,7 +44,7 @@ def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
         Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
         Step("install", [tools.uv, "pip", "install", "--python", paths.python,
                          "-r", os.path.join(paths.build_dir, REQUIREMENTS), *base_packages]),
-        bytecode_step(tools, paths.python),
+        bytecode_step(tools, paths.python, archives=os.path.join(tools.uv_cache_dir, UV_ARCHIVES)),
         Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
     ]
 
