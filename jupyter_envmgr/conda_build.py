@@ -374,12 +374,17 @@ def main(argv: Optional[list] = None) -> int:
     if commands[0] == "install" or data.get("solver", "rattler") != "rattler":  # once per build, into its log
         for note in data.get("notes", []):
             print(f"note: {note}", flush=True)
+    took = []  # each command's time, for the last line (as the runner's own last line lists its steps)
     for command in commands:
         if len(commands) > 1:
             print(f"--> {command}", flush=True)
+        started = time.monotonic()
         code = COMMANDS[command](data)
         if code:
             return code
+        took.append(f"{command} {time.monotonic() - started:.2f}s")
+    if len(commands) > 1:
+        print(f"--> done ({', '.join(took)})", flush=True)
     return 0
 
 
