@@ -30,13 +30,13 @@ PACKAGES = ["numpy", "pandas", "matplotlib", "scikit-learn"]
 
 
 def through_api(server: Server, name: str) -> float:
+    """POST, then follow the build log until the server says the build ended (as `jupyter envmgr` does):
+    no polling loop competing with the build for the CPU."""
     started = time.perf_counter()
     server.client.create({"name": name, "packages": "".join(f"{p}\n" for p in PACKAGES)})
-    while True:
-        record = server.client.get(name)
-        if record["status"] not in ("pending", "warming"):
-            break
-        time.sleep(0.05)
+    for _ in server.client.follow_log(name):
+        pass
+    record = server.client.get(name)
     took = time.perf_counter() - started
     assert record["status"] == "ready", record
     steps = [line for line in server.client.log(name).splitlines() if line.startswith("==> done in")]

@@ -29,6 +29,7 @@ NAME = r"(?P<name>[^/]+)"
 #: A streaming client that has not taken what was sent this long is let go.
 STALLED_CLIENT_SECONDS = 10.0
 KEEPALIVE_SECONDS = 15.0
+LOG_POLL_SECONDS = 0.5  # how often a followed log is read while its build runs
 
 
 class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
@@ -205,30 +206,44 @@ class LogHandler(EnvmgrHandler):
         return int(raw)
 
     async def _follow(self, ns: str, name: str, revision: int, path: str, secrets: list) -> None:
-        """Stream the log as it grows, until this revision's build ends, the client stops reading, or the deadline."""
+        """Stream the log as it grows, until this revision's build ends, the client stops reading, or the deadline.
+        The log is read every LOG_POLL_SECONDS; a change of the record (its build ending) wakes it at once."""
         deadline = time.monotonic() + self.manager.settings.build_timeout + 120
         offset = 0
         records = self.manager.records
-        while time.monotonic() < deadline:
-            try:
-                record = await records.read(ns, name)
-            except EnvmgrError:
-                record = None  # deleted: send what is left, then end
-            active = bool(record) and record.get("revision") == revision and lifecycle.is_active(record.get("status"))
-            chunk = await records.run(read_bytes, path, offset)
-            complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
-            offset += len(complete)
-            if complete:
+        async with self.manager.feed.subscribe(ns) as changes:
+            while time.monotonic() < deadline:
                 try:
-                    self.write(scrub(complete.decode(errors="replace"), secrets))
-                    await asyncio.wait_for(self.flush(), STALLED_CLIENT_SECONDS)
-                except (StreamClosedError, asyncio.TimeoutError):
-                    self.request.connection.close()  # a reader that went away or stopped reading
-                    return
-            if not active:
-                break
-            await asyncio.sleep(0.5)
+                    record = await records.read(ns, name)
+                except EnvmgrError:
+                    record = None  # deleted: send what is left, then end
+                active = bool(record) and record.get("revision") == revision and lifecycle.is_active(record.get("status"))
+                chunk = await records.run(read_bytes, path, offset)
+                complete = chunk if not active else chunk[: chunk.rfind(b"\n") + 1]
+                offset += len(complete)
+                if complete:
+                    try:
+                        self.write(scrub(complete.decode(errors="replace"), secrets))
+                        await asyncio.wait_for(self.flush(), STALLED_CLIENT_SECONDS)
+                    except (StreamClosedError, asyncio.TimeoutError):
+                        self.request.connection.close()  # a reader that went away or stopped reading
+                        return
+                if not active:
+                    break
+                await _changed(changes, name, LOG_POLL_SECONDS)
         self.finish(set_content_type=TEXT)
+
+
+async def _changed(changes: asyncio.Queue, name: str, seconds: float) -> None:
+    """Wait at most `seconds` for an event about environment `name` (of the queue's namespace)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        try:
+            event = await asyncio.wait_for(changes.get(), left)
+        except asyncio.TimeoutError:
+            return
+        if event is None or (event.get("environment") or event).get("name") == name:
+            return
 
 
 class EventsHandler(EnvmgrHandler):
