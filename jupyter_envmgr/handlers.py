@@ -53,7 +53,7 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, OSError):
-            e = storage_error(e, self.manager.store.root) or e
+            e = storage_error(e, self.manager.store.root_of_fault(e)) or e
         if isinstance(e, EnvmgrError) and not self._finished:
             self.log.info("envmgr %s %s: %s %s", self.request.method, self.request.path, e.status, e.message)
             self.clear()

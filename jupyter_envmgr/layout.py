@@ -61,6 +61,10 @@ class Layout:
         inside = [r for r in self.all_roots if path == r or path.startswith(r.rstrip(os.sep) + os.sep)]
         return max(inside, key=len, default=self.root)
 
+    def root_of_fault(self, e: OSError) -> str:
+        """The root a storage fault happened under (its file's), for a message that names the right volume."""
+        return self.root_holding(e.filename) if isinstance(e.filename, str) else self.root
+
     def namespaces_of(self, root: str) -> list:
         """The namespaces whose environments `root` holds (configured ones)."""
         return [ns for ns, r in self.roots.items() if r == root]

@@ -38,7 +38,7 @@ class Records:
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except OSError as e:
-            error = storage_error(e, self.store.root)
+            error = storage_error(e, self.store.root_of_fault(e))
             if error is None:
                 raise
             raise error from None

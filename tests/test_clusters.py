@@ -44,6 +44,12 @@ def test_every_path_follows_the_namespace_to_its_root(tmp_path):
     assert store.namespaces_of(west) == ["b"]
     assert store.root_holding(os.path.join(west, "envs", "b", "x")) == west
     assert store.root_holding("/elsewhere") == east
+    import errno
+
+    from jupyter_envmgr.store import storage_error
+    full = OSError(errno.ENOSPC, "No space left on device", os.path.join(west, "envs", "b", "env", "env.json"))
+    assert west in storage_error(full, store.root_of_fault(full)).message  # the full volume, not the default one
+    assert store.root_of_fault(OSError(errno.EROFS, "Read-only file system")) == east
 
     store.ensure_layout(["a", "b"])
     store.create("b", "env", {"name": "env", "namespace": "b", "revisions": []})
