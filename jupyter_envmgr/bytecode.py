@@ -211,13 +211,21 @@ class Archives:
                         continue  # does not compile: imported from source, like here
                     os.makedirs(os.path.join(path, folder, "__pycache__"), exist_ok=True)
                     _link(pyc, os.path.join(path, folder, "__pycache__", base[:-3] + self.suffix))
-            tmp = os.path.join(path, dist, f".{self.marker}.{_TOKEN}.tmp")
-            with open(tmp, "w") as f:
-                json.dump({"tops": tops}, f)
-            os.replace(tmp, os.path.join(path, dist, self.marker))
+            self._mark(os.path.join(path, dist), tops)
         except OSError:  # a cache we may not write, a file gone meanwhile: this one stays unmarked
             return False
         return True
+
+    def _mark(self, dist_info: str, tops: list) -> None:
+        """The marker, written whole or not at all."""
+        tmp = os.path.join(dist_info, f".{self.marker}.{_TOKEN}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"tops": tops}, f)
+            os.replace(tmp, os.path.join(dist_info, self.marker))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _scandirs(path: str) -> list:
