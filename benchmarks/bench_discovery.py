@@ -15,12 +15,10 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 
-from seed import get, p, plain_server, seed_root, timed_gets
+from seed import get, p, plain_server, seeded_server, timed_gets
 
-from helpers import Server  # noqa: E402  (the tests' real-server helper, via seed's sys.path)
-from jupyter_envmgr.demo import free_port
+from jupyter_envmgr.demo import free_port  # noqa: E402
 
 
 def main() -> int:
@@ -28,11 +26,7 @@ def main() -> int:
     parser.add_argument("--envs", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    base = tempfile.mkdtemp(prefix="envmgr-bench-discovery-")
-    root = os.path.join(base, "root")
-    seed_root(root, args.envs)
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    server = Server(os.path.join(base, "envmgr"), root, os.path.join(root, "cache", "uv"), default_python=python)
+    base, root, server = seeded_server("discovery", args.envs)
     plain_dir = os.path.join(base, "plain", "kernels")
     shutil.copytree(os.path.join(root, "jupyter", "kernels"), plain_dir)
     port, token = free_port(), "t" + os.urandom(8).hex()

@@ -15,15 +15,11 @@ import http.client
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from seed import get, p, seed_root, timed_gets
-
-from helpers import Server  # noqa: E402  (the tests' real-server helper, via seed's sys.path)
+from seed import get, p, seeded_server, timed_gets
 
 CLIENTS = 50
 
@@ -71,11 +67,7 @@ def main() -> int:
     parser.add_argument("--envs", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    base = tempfile.mkdtemp(prefix="envmgr-bench-list-")
-    root = os.path.join(base, "root")
-    seed_root(root, args.envs)
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    server = Server(os.path.join(base, "server"), root, os.path.join(root, "cache", "uv"), default_python=python, gc_interval=0)
+    base, root, server = seeded_server("list", args.envs, gc_interval=0)
     url = f"http://127.0.0.1:{server.port}/envmgr/api/environments"
     try:
         status, body, headers = get(url, server.token)

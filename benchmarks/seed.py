@@ -36,6 +36,21 @@ def seed_root(root: str, count: int) -> None:
         os.makedirs(store.prefix("default", name, 1))
 
 
+def seeded_server(name: str, count: int, **settings) -> tuple:
+    """A temporary dir whose root holds `count` seeded environments, and a real server on it:
+    (base dir, root, Server). The caller stops the server and removes the base dir."""
+    import tempfile
+
+    from helpers import Server  # the tests' real-server helper (tests/ is on sys.path)
+
+    base = tempfile.mkdtemp(prefix=f"envmgr-bench-{name}-")
+    root = os.path.join(base, "root")
+    seed_root(root, count)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return base, root, Server(os.path.join(base, "server"), root, os.path.join(root, "cache", "uv"),
+                              default_python=python, **settings)
+
+
 def plain_server(base: str, port: int, token: str, jupyter_path: str) -> subprocess.Popen:
     """A jupyter server without the extension, finding kernelspecs on `jupyter_path` (the floor)."""
     env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(base, "config"), JUPYTER_RUNTIME_DIR=os.path.join(base, "runtime"),

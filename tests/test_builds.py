@@ -60,7 +60,7 @@ async def test_queue_then_cancel_running_and_pending(api, local_index, envmgr_ro
     slow = unique("envmgr-slow")
     first = await api.create({"name": "first", "packages": f"{slow}\n", "index_urls": [local_index.url]})
     second = await api.create({"name": "second", "packages": "", "index_urls": [local_index.url]})
-    assert first["status"] in ("pending", "warming")
+    assert first["status"] in ("pending", "warming") and second["status"] in ("pending", "warming")
     await api.wait_for("first", lambda r: r["status"] == "warming")
     assert (await api.get("second"))["status"] == "pending"  # one slot, so it queues
 

@@ -7,7 +7,6 @@ import sys
 import time
 
 import nbformat
-import pytest
 
 from helpers import unique
 
