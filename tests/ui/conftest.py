@@ -6,6 +6,7 @@ used when $ENVMGR_TEST_UV_CACHE names one, so only the first run downloads ipyke
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -113,19 +114,26 @@ def lab(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def browser(tmp_path_factory):
-    """A fresh chromium profile per test."""
+@contextlib.contextmanager
+def chromium_contexts(count: int):
+    """`count` fresh browser contexts (each its own cookies and storage) in one Debian chromium."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900})
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield [chromium.new_context(viewport={"width": 1400, "height": 900}) for _ in range(count)]
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def browser():
+    """A fresh browser context per test."""
+    with chromium_contexts(1) as (context,):
         yield context
-        context.close()
 
 
 def open_lab(browser, lab):

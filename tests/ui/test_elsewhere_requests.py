@@ -1,15 +1,12 @@
 """Issue 17 in a real browser: an environment's "Use elsewhere" (the `run` line and the pod fragment,
 copied to the clipboard), and requests between two people (a reader asks from the create form, a
 writer sees the count in the panel and approves or rejects from the list; the reader withdraws)."""
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, Lab
+from conftest import Lab, chromium_contexts
 from playwright.sync_api import expect
 from test_panel import call, check_layout, open_panel, set_sidebar_width, view_of
 
@@ -117,27 +114,14 @@ def team_lab(tmp_path_factory):
 
 
 @pytest.fixture
-def two_browsers(tmp_path_factory):
+def two_browsers():
     """Two people, each in their own browser context (their own login cookie)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield [chromium.new_context(viewport={"width": 1400, "height": 900}) for _ in range(2)]
-        chromium.close()
+    with chromium_contexts(2) as contexts:
+        yield contexts
 
 
 def as_reader(lab, method, path, body=None):
-    request = urllib.request.Request(
-        lab.url + "envmgr/api/" + path, method=method, data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {READER_TOKEN}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return call(lab, method, path, body, token=READER_TOKEN)
 
 
 def sign_in(context, lab, reader=False):

@@ -34,10 +34,11 @@ ACCESSIBLE_NAME = """root => [...root.querySelectorAll('input, select, textarea,
   .map(el => el.outerHTML)"""
 
 
-def call(lab, method, path, body=None):
+def call(lab, method, path, body=None, token=None):
+    """The REST API of `lab` as its owner (or whoever `token` is): (status, JSON body)."""
     request = urllib.request.Request(
         lab.url + "envmgr/api/" + path, method=method, data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"})
+        headers={"Authorization": f"token {token or lab.token}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             text = response.read()
@@ -196,7 +197,7 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     # Its kernel reached the kernel picker and the launcher without a reload; a notebook on it runs six.
     page.wait_for_function(f"() => '{kernel}' in (window.jupyterapp.serviceManager.kernelspecs.specs?.kernelspecs || {{}})")
     assert any(name in label for label in launcher_labels(page))
-    page.locator(f'.lm-TabBar-tab[data-id^="envmgr-view-"]').first.click()
+    page.locator('.lm-TabBar-tab[data-id^="envmgr-view-"]').first.click()
     view.get_by_role("button", name="New notebook").click()
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Toolbar-kernelName")).to_contain_text(name, timeout=60000)
