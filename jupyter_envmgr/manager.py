@@ -263,6 +263,7 @@ class EnvironmentManager:
             self.policy.check_count(sum(counts))
             if spec.name in {r["name"] for r in await self.feed.fresh(namespace)}:
                 raise conflict("name_taken", f"an environment named {spec.name!r} already exists in namespace {namespace!r}; pick another name")
+            await self._check_kernel_name(namespace, spec.name)
             record = lifecycle.new_record(dict(spec.to_dict(), cluster=cluster), spec.build_inputs(), owner,
                                           self.store.current_link(namespace, spec.name), self._lease(), now())
             if dry_run:
@@ -270,6 +271,16 @@ class EnvironmentManager:
             await self.records.create(namespace, spec.name, record)
         self._queue(namespace, spec.name, 1, spec, cluster=cluster)
         return record
+
+    async def _check_kernel_name(self, namespace: str, name: str) -> None:
+        """409 when an environment of another cluster already has the kernel name this one would get: each
+        cluster's first namespace has short names (`envmgr-NAME`), and this server's picker shows both roots."""
+        kernel = self.kernels.name(namespace, name)
+        for other in self.namespaces:
+            if other != namespace and self.kernels.name(other, name) == kernel and \
+                    name in {r["name"] for r in await self.feed.fresh(other)}:
+                raise conflict("name_taken", f"an environment named {name!r} already exists in namespace {other!r} of cluster "
+                                             f"{self.cluster_of(other)!r}, and both would be kernel {kernel!r}; pick another name")
 
     def _default_python(self, values: dict) -> str:
         return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", ""), self.offer.python_versions, self.settings.default_python) or self.settings.default_python

@@ -265,3 +265,17 @@ def test_a_create_in_the_first_cluster_names_it_and_shows_it(browser, lab2, shot
     assert per_env and all(query(u).get("cluster") == "east" for u in per_env), per_env
     for name in ("in-east", "in-east-copy"):
         assert call(lab2, "DELETE", f"environments/{name}?namespace=shared-a&cluster=east")[0] == 204
+
+
+def test_one_name_in_the_first_namespaces_of_two_clusters_is_refused(lab2):
+    """Both would be kernel `envmgr-NAME` (short in each cluster's first namespace): the second gets 409."""
+    status, _ = call(lab2, "POST", "environments?namespace=team-a&cluster=east", {"name": "twin", "packages": ""})
+    assert status == 202
+    status, error = call(lab2, "POST", "environments?namespace=team-b&cluster=west&dry_run=1", {"name": "twin"})
+    assert status == 409 and error["reason"] == "name_taken" and "envmgr-twin" in error["message"], error
+    status, error = call(lab2, "POST", "environments?namespace=team-b&cluster=west", {"name": "twin"})
+    assert status == 409, error
+    assert call(lab2, "GET", "environments/twin?namespace=team-b&cluster=west")[0] == 404  # nothing written
+    status, _ = call(lab2, "POST", "environments?namespace=shared-a&cluster=east&dry_run=1", {"name": "twin"})
+    assert status == 200  # a long kernel name there (envmgr-shared-a.twin): no clash
+    assert call(lab2, "DELETE", "environments/twin?namespace=team-a&cluster=east")[0] == 204
