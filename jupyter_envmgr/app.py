@@ -319,7 +319,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
                 bytecode_caches = [relocate(self.manager.recipe_book.tools.bytecode_cache_dir, store.root, root)
                                    for root in store.all_roots]
                 report = await gc.collect(self.manager.records, self.keep_revisions, uv.find_uv_bin(), caches,
-                                          bytecode_cache_dir=bytecode_caches)
+                                          bytecode_cache_dirs=bytecode_caches)
                 self.log.info("jupyter_envmgr gc: %s", report.summary())
             except Exception:  # housekeeping must never take the server down
                 self.log.exception("jupyter_envmgr gc failed")

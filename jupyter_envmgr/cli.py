@@ -321,8 +321,8 @@ def collect_garbage(args) -> int:
     if not os.path.isdir(os.path.join(root, "envs")):
         raise ClientError(0, f"{root} is not an envmgr root (no envs/ in it); pass --root")
     records = Records(Store(root))
-    report = asyncio.run(collect(records, args.keep, uv.find_uv_bin(), args.uv_cache_dir or os.path.join(root, "cache", "uv"),
-                                 bytecode_cache_dir=os.path.join(root, "cache", "bytecode")))
+    report = asyncio.run(collect(records, args.keep, uv.find_uv_bin(), [args.uv_cache_dir or os.path.join(root, "cache", "uv")],
+                                 bytecode_cache_dirs=[os.path.join(root, "cache", "bytecode")]))
     records.close()
     for line in report.revisions:
         print(f"removed {line}")

@@ -178,7 +178,7 @@ class RequestDesk:
         if not isinstance(body, dict):
             raise EnvmgrError(400, "invalid_json", "the body must be a JSON object: the create body of the environment you ask for")
         body_ns = body.get("namespace") if isinstance(body.get("namespace"), str) else None
-        namespace = self.manager.check_namespace(namespace or body_ns)
+        namespace = self.manager.placement.check_namespace(namespace or body_ns)
         if not self.may("read", namespace):
             raise EnvmgrError(403, "forbidden", f"{self.user or 'this user'} may not read namespace {namespace!r}, so "
                                                 "may not ask for environments in it; ask an administrator for access")
@@ -191,7 +191,7 @@ class RequestDesk:
 
     async def list(self, status: Optional[str] = None, namespace: Optional[str] = None) -> list:
         """The user's own requests, and every request of the namespaces the user may write."""
-        namespaces = [self.manager.check_namespace(namespace)] if namespace else self._namespaces()
+        namespaces = [self.manager.placement.check_namespace(namespace)] if namespace else self._namespaces()
         if namespace and not self.may("read", namespaces[0]):
             raise EnvmgrError(403, "forbidden", f"{self.user or 'this user'} may not read namespace {namespace!r}; "
                                                 "ask an administrator for access")

@@ -12,9 +12,9 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
-from . import lifecycle
+from . import bytecode, lifecycle
 from .errors import EnvmgrError
 from .inuse import in_use
 from .records import Records
@@ -119,14 +119,10 @@ def prune_cache(uv: str, cache_dir: str) -> int:
     return max(0, before - size_of(cache_dir))
 
 
-def _dirs(value) -> list:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
-async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dir=None,
-                  min_age: float = 600, bytecode_cache_dir=None) -> Report:
+async def collect(records: Records, keep_revisions: int, uv: Optional[str] = None, uv_cache_dirs: Iterable[str] = (),
+                  min_age: float = 600, bytecode_cache_dirs: Iterable[str] = ()) -> Report:
     """One pass of housekeeping over every root; every blocking part runs in the records' worker threads.
-    `uv_cache_dir`, `bytecode_cache_dir`: a cache dir, or a list of them (one per root)."""
+    The cache dirs: one per root."""
     store = records.store
     report = Report()
     for namespace in await records.run(store.namespaces_on_disk):
@@ -147,11 +143,9 @@ async def collect(records: Records, keep_revisions: int, uv: Optional[str] = Non
     # What this pass (and earlier deletes) put into the trash/ of every root.
     report.freed_bytes = sum([await records.run(size_of, store.trash_dir_of(root)) for root in store.all_roots])
     await records.empty_trash()
-    for cache in _dirs(uv_cache_dir) if uv else []:
+    for cache in uv_cache_dirs if uv else ():
         report.cache_bytes += await records.run(prune_cache, uv, cache)
-    for cache in _dirs(bytecode_cache_dir):  # after uv's prune: bytecode of sources it dropped goes too
-        from . import bytecode
-
+    for cache in bytecode_cache_dirs:  # after uv's prune: bytecode of sources it dropped goes too
         report.cache_bytes += await records.run(bytecode.prune, cache)
     report.freed_bytes += report.cache_bytes
     return report

@@ -95,8 +95,8 @@ class EnvmgrHandler(ExtensionHandlerMixin, APIHandler):
     def namespace(self, body_namespace: Optional[str] = None, body_cluster: Optional[str] = None) -> str:
         """The namespace of this request (?cluster= and ?namespace=, or the body's), after the authorizer agreed
         to it (resource envmgr:<ns>)."""
-        namespace = self.manager.check_place(self.get_query_argument("cluster", None) or body_cluster,
-                                             self.get_query_argument("namespace", None) or body_namespace)
+        namespace = self.manager.placement.check_place(self.get_query_argument("cluster", None) or body_cluster,
+                                                       self.get_query_argument("namespace", None) or body_namespace)
         action = "read" if self.request.method == "GET" else "write"
         if not self.may(action, namespace):
             raise EnvmgrError(403, "forbidden", f"{self.owner() or 'this user'} may not {action} environments in namespace {namespace!r}; ask an administrator for access")
@@ -256,8 +256,8 @@ class EventsHandler(EnvmgrHandler):
         if self.get_query_argument("namespace", None):
             readable = {self.namespace()}
         elif cluster:  # every namespace of that cluster
-            cluster = self.manager.check_cluster(cluster)
-            readable = {ns for ns in self.manager.namespaces if self.manager.cluster_of(ns) == cluster and self.may("read", ns)}
+            cluster = self.manager.placement.check_cluster(cluster)
+            readable = {ns for ns in self.manager.namespaces if self.manager.placement.cluster_of(ns) == cluster and self.may("read", ns)}
         else:
             readable = {ns for ns in self.manager.namespaces if self.may("read", ns)}
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -437,7 +437,7 @@ class PodSpecHandler(EnvmgrHandler):
         ns, name = self.namespace(), self.env_name(name)
         record = await self.manager.records.read_for_change(ns, name)
         app = self.extensionapp
-        claim, mount = elsewhere.cluster_storage(app, self.manager.cluster_of(ns))
+        claim, mount = elsewhere.cluster_storage(app, self.manager.placement.cluster_of(ns))
         self.write_json(await self.manager.records.run(
             elsewhere.usage, self.manager.store.root_of(ns), record, claim, mount, app.kubernetes_image,
             self.manager.settings.default_namespace))

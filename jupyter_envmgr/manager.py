@@ -28,6 +28,7 @@ from .errors import EnvmgrError, conflict, invalid
 from .events import ChangeFeed
 from .kernels import KernelRegistry
 from .lifecycle import Status
+from .placement import Placement
 from .policy import Policy
 from .progress import LogProgress
 from .records import Records, secrets_of
@@ -70,10 +71,9 @@ class EnvironmentManager:
         self.settings = settings
         self.server_id = settings.server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.log = log or logging.getLogger("jupyter_envmgr")
-        self._default_cluster = self.check_cluster(None)
-        #: The cluster of every namespace (a namespace belongs to one cluster, whose root holds it), the default's first.
-        self._clusters_of = {ns: c["name"] for c in self.clusters() for ns in c["namespaces"]}
-        self.namespaces = list(self._clusters_of)
+        self.placement = Placement(builder.clusters() or [{"name": "local", "namespaces": list(offer.namespaces)}],
+                                   settings.default_namespace)
+        self.namespaces = self.placement.namespaces
         self.records = Records(store, on_change=self._publish)
         self.feed = ChangeFeed(store, self.namespaces, self.records.run, self.public, log=self.log)
         self.feed.listen(self._follow_switches)
@@ -99,54 +99,18 @@ class EnvironmentManager:
             "managers": list(self.offer.managers),
             "python_versions": versions,
             "default_python": self.settings.default_python or None,
-            "namespaces": list(self.clusters()[0]["namespaces"]),  # the default cluster's
-            "clusters": self.clusters(),
+            "namespaces": list(self.placement.clusters[0]["namespaces"]),  # the default cluster's
+            "clusters": self.placement.clusters,
             "storages": list(self.offer.storages),
             "presets": list(self.settings.presets),
             "base_packages": {m: list(p) for m, p in self.policy.base_packages.items()},
             "limits": self.policy.limits(),
         }
 
-    def check_namespace(self, namespace: Optional[str]) -> str:
-        namespace = namespace or self.settings.default_namespace
-        if not isinstance(namespace, str) or namespace not in self.namespaces:
-            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of this server; use one of {', '.join(self.namespaces)}")
-        return namespace
-
-    def clusters(self) -> list:
-        return self.builder.clusters() or [{"name": "local", "namespaces": list(self.offer.namespaces)}]
-
-    def check_cluster(self, cluster: Optional[str]) -> str:
-        names = [c["name"] for c in self.clusters()]
-        if cluster in (None, ""):
-            return names[0]
-        if not isinstance(cluster, str) or cluster not in names:
-            raise invalid("cluster", f"{str(cluster)[:64]!r} is not a cluster of this server; use one of {', '.join(names)}")
-        return cluster
-
-    def cluster_of(self, namespace: str) -> str:
-        """The cluster a namespace belongs to (one per namespace on a server): its builds go there, its root is that
-        cluster's storage."""
-        return self._clusters_of.get(namespace, self._default_cluster)
-
-    def check_place(self, cluster: Optional[str], namespace: Optional[str]) -> str:
-        """The namespace of a request's ?cluster= and ?namespace= (or body fields): a cluster without a namespace
-        means its first one; a namespace alone, its own cluster; both must agree (422 naming the field)."""
-        if cluster in (None, ""):
-            return self.check_namespace(namespace)
-        cluster = self.check_cluster(cluster)
-        offered = next(c["namespaces"] for c in self.clusters() if c["name"] == cluster)
-        if namespace in (None, ""):
-            return offered[0]
-        if not isinstance(namespace, str) or namespace not in offered:
-            raise invalid("namespace", f"{str(namespace)[:64]!r} is not a namespace of cluster {cluster!r}; "
-                                       f"use one of {', '.join(offered)}")
-        return namespace
-
     def public(self, record: dict) -> dict:
         """The record as API.md shows it: no internals, no secrets."""
         out = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
-        out["cluster"] = self.cluster_of(record.get("namespace"))  # where its root is, on this server
+        out["cluster"] = self.placement.cluster_of(record.get("namespace"))  # where its root is, on this server
         out["index_urls"] = [redact_url(u) for u in record.get("index_urls") or []]
         out["base_packages"] = list(self.policy.base_packages.get(record.get("manager") or "pip", []))
         secrets = secrets_of(record)
@@ -253,8 +217,8 @@ class EnvironmentManager:
 
     async def create(self, body: dict, namespace: Optional[str], owner: str, dry_run: bool = False) -> dict:
         body_ns = body.get("namespace") if isinstance(body, dict) else None
-        namespace = self.check_place(body.pop("cluster", None) if isinstance(body, dict) else None, namespace or body_ns)
-        cluster = self.cluster_of(namespace)
+        namespace = self.placement.check_place(body.pop("cluster", None) if isinstance(body, dict) else None, namespace or body_ns)
+        cluster = self.placement.cluster_of(namespace)
         spec = parse_create(body, self.offer, self._default_python, namespace)
         self.validate(spec)
         await self.builder.check_storage(namespace, cluster)
@@ -280,7 +244,7 @@ class EnvironmentManager:
             if other != namespace and self.kernels.name(other, name) == kernel and \
                     name in {r["name"] for r in await self.feed.fresh(other)}:
                 raise conflict("name_taken", f"an environment named {name!r} already exists in namespace {other!r} of cluster "
-                                             f"{self.cluster_of(other)!r}, and both would be kernel {kernel!r}; pick another name")
+                                             f"{self.placement.cluster_of(other)!r}, and both would be kernel {kernel!r}; pick another name")
 
     def _default_python(self, values: dict) -> str:
         return self.recipe_book.pinned_python(values.get("manager", "pip"), values.get("packages", ""), self.offer.python_versions, self.settings.default_python) or self.settings.default_python
@@ -288,14 +252,14 @@ class EnvironmentManager:
     async def patch(self, namespace: str, name: str, body: dict, dry_run: bool = False) -> tuple:
         """Returns (record, built): built is True when a new revision started (or would, in a dry run)."""
         record = await self.records.read_for_change(namespace, name)
-        if isinstance(body, dict) and "cluster" in body and body["cluster"] != self.cluster_of(namespace):
+        if isinstance(body, dict) and "cluster" in body and body["cluster"] != self.placement.cluster_of(namespace):
             raise invalid("cluster", "an environment stays on the cluster it was created on; clone it to another")
         spec = parse_patch({k: v for k, v in body.items() if k != "cluster"} if isinstance(body, dict) else body,
                            self.spec_of(record), self.public(record), self.offer)
         if spec.build_inputs() != self.spec_of(record).build_inputs():
             self.validate(spec)
             lifecycle.refuse_if_active(record)
-            await self.builder.check_storage(namespace, self.cluster_of(namespace))
+            await self.builder.check_storage(namespace, self.placement.cluster_of(namespace))
             return await self._start_revision(namespace, name, spec, dry_run), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
         if dry_run:
@@ -317,7 +281,7 @@ class EnvironmentManager:
             lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
-            await self.builder.check_storage(namespace, self.cluster_of(namespace))
+            await self.builder.check_storage(namespace, self.placement.cluster_of(namespace))
             return await self._start_revision(namespace, name, spec)
         if action == "cancel":
             return await self.cancel(namespace, name)
@@ -339,7 +303,7 @@ class EnvironmentManager:
         if dry_run:
             return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
-        self._queue(namespace, name, record["revision"], spec, cluster=self.cluster_of(namespace))
+        self._queue(namespace, name, record["revision"], spec, cluster=self.placement.cluster_of(namespace))
         return record
 
     async def cancel(self, namespace: str, name: str) -> dict:
@@ -364,7 +328,7 @@ class EnvironmentManager:
             return True
         if not self.builder.owns(handle):
             return False
-        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, self.cluster_of(namespace))
+        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, self.placement.cluster_of(namespace))
         await self.builder.cancel(build)
         with contextlib.suppress(EnvmgrError):
             await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
@@ -421,7 +385,7 @@ class EnvironmentManager:
     def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
                cluster: Optional[str] = None) -> Build:
         return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
-                     handle, cluster=cluster or self.cluster_of(namespace))
+                     handle, cluster=cluster or self.placement.cluster_of(namespace))
 
     def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
                cluster: Optional[str] = None) -> Build:
@@ -680,12 +644,12 @@ class EnvironmentManager:
         handle = rev.get("handle")
         if rev["status"] == Status.PENDING or handle is None:
             self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
-            self._queue(namespace, name, number, spec, cluster=self.cluster_of(namespace))
+            self._queue(namespace, name, number, spec, cluster=self.placement.cluster_of(namespace))
             return
-        build = self._build(namespace, name, number, spec, handle, self.cluster_of(namespace))
+        build = self._build(namespace, name, number, spec, handle, self.placement.cluster_of(namespace))
         if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
             self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
-            self._queue(namespace, name, number, spec, handle, self.cluster_of(namespace))
+            self._queue(namespace, name, number, spec, handle, self.placement.cluster_of(namespace))
         elif self.builder.owns(handle):
             await self._end_despite_errors(build, await self.records.run(
                 read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))

@@ -118,3 +118,18 @@ async def test_the_local_backend_has_one_cluster(api, envmgr_root):
     status, error = await api.call("GET", "environments", cluster="local", namespace="team-z")
     assert "default, team-b" in error["message"] and "'local'" in error["message"]
     assert os.listdir(os.path.join(envmgr_root, "envs", "team-b")) == []
+
+
+def test_placement_of_cluster_and_namespace():
+    """?cluster= and ?namespace= to one namespace, or a 422 naming the field at fault."""
+    from jupyter_envmgr.errors import EnvmgrError
+    from jupyter_envmgr.placement import Placement
+
+    place = Placement([{"name": "east", "namespaces": ["a", "a2"]}, {"name": "west", "namespaces": ["b"]}], "a")
+    assert place.namespaces == ["a", "a2", "b"]
+    assert [place.check_place(c, n) for c, n in ((None, None), ("west", None), (None, "b"), ("east", "a2"))] == ["a", "b", "b", "a2"]
+    assert (place.cluster_of("b"), place.cluster_of("a2"), place.check_cluster("")) == ("west", "east", "east")
+    for cluster, namespace, field in (("north", None, "cluster"), ("west", "a", "namespace"), (None, "zz", "namespace"), (5, None, "cluster")):
+        with pytest.raises(EnvmgrError) as e:
+            place.check_place(cluster, namespace)
+        assert (e.value.status, e.value.field) == (422, field), (cluster, namespace)
