@@ -11,6 +11,7 @@ The result (written atomically at the end): {"status": "ready"|"failed", "messag
 A full disk must not cost the result: its room is reserved at the start, and a log that can no longer be
 written is dropped while the build goes on to its end.
 """
+import fcntl
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from collections import deque
 
 TAIL_LINES = 24
 RESULT_ROOM = 4096  # bytes reserved for the result; a message is at most MAX_MESSAGE characters
+PID_FILE = "runner.pid"  # beside the plan: locked and holding the pid for as long as a runner works on that plan
 
 
 class CappedLog:
@@ -54,6 +56,9 @@ class CappedLog:
 
 
 def main(plan_path):
+    claim = claim_plan(plan_path)
+    if claim is None:  # another runner works on this plan (a server died between launching it and saying so)
+        return 0
     with open(plan_path) as f:
         plan = json.load(f)
     reserve_result(plan["result"])
@@ -87,6 +92,20 @@ def main(plan_path):
     log.flush()
     write_result(plan["result"], result)
     return 0 if result["status"] == "ready" else 1
+
+
+def claim_plan(plan_path):
+    """Lock the plan's pid file and write our pid in it; None when another runner holds it. The lock goes
+    with the process, so a server can ask whether a runner still works on a plan, and which one."""
+    fd = os.open(os.path.join(os.path.dirname(os.path.abspath(plan_path)), PID_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 def run_step(step, env, log, deadline):

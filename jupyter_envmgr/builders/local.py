@@ -6,10 +6,12 @@ Its own session means a server crash or restart does not take the build down; th
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import socket
 import sys
+import time
 
 from .. import runner
 from .base import Build, Builder, clear_result, read_result
@@ -36,6 +38,27 @@ def runner_alive(handle: dict, plan_path: str) -> bool:
     return plan_path.encode() in argv
 
 
+def runner_on(plan_path: str):
+    """The pid of a runner that still works on this plan (it holds the lock of its pid file), else None."""
+    try:
+        fd = os.open(os.path.join(os.path.dirname(plan_path), runner.PID_FILE), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        for _ in range(50):  # the runner writes its pid right after it takes the lock
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).strip()
+            if pid:
+                return int(pid)
+            time.sleep(0.01)
+        return None
+    finally:
+        os.close(fd)
+
+
 def kill_group(handle) -> None:
     """SIGKILL the runner's process group (its pid: the runner leads its own session); gone is fine."""
     pid = (handle or {}).get("pid")
@@ -55,6 +78,11 @@ class LocalBuilder(Builder):
         self._children: dict = {}
 
     async def start(self, build: Build) -> dict:
+        handle = {"kind": "local", "host": socket.gethostname(), "boot_id": boot_id()}
+        pid = await asyncio.to_thread(runner_on, build.paths.plan)
+        if pid:  # launched by a server that died before it could record the handle: follow that runner
+            build.handle = {**handle, "pid": pid}
+            return build.handle
         await asyncio.to_thread(clear_result, build)
         with open(build.paths.log, "ab") as errors:  # logs/ exists since the claim; never re-create a deleted env
             proc = await asyncio.create_subprocess_exec(
@@ -63,7 +91,7 @@ class LocalBuilder(Builder):
                 start_new_session=True,
             )
         self._children[build.key] = proc
-        build.handle = {"kind": "local", "host": socket.gethostname(), "boot_id": boot_id(), "pid": proc.pid}
+        build.handle = {**handle, "pid": proc.pid}
         return build.handle
 
     async def wait(self, build: Build) -> dict:
