@@ -12,6 +12,11 @@ from .errors import EnvmgrError, invalid
 from .spec import short
 
 
+#: A version operator followed by no version (`numpy===`, `pandas>=,<3`, `six== ; python_version>"3"`).
+BARE_OPERATOR_RE = re.compile(r"\A\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*"
+                              r"(?:[^;@]*?,\s*)?(?P<op>===|==|~=|!=|<=|>=|<|>)\s*(?:[,;]|\Z)")
+
+
 @dataclass
 class RequirementLine:
     """One logical line of a requirements.txt, classified so that policy can judge it.
@@ -155,6 +160,11 @@ def _classify(lineno: int, line: str) -> RequirementLine:
         return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
     if "://" in req_text.split("@")[0]:
         return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)
+    bare = BARE_OPERATOR_RE.match(req_text)
+    if bare:  # some packaging versions take `numpy===`; no installer finds a version equal to nothing
+        name, operator = bare.group("name"), bare.group("op")
+        raise invalid("packages", f"line {lineno}: {short(req_text)} has {operator} with no version; write e.g. "
+                                  f"'{name}{operator}1.2' or just '{name}'")
     try:
         req = Requirement(req_text)
     except InvalidRequirement as e:
@@ -164,10 +174,6 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     if req.url:
         kind = "path" if req.url.startswith("file:") else "url"
         return RequirementLine(lineno, text, kind, req, hashes=hashes)
-    empty = [s.operator for s in req.specifier if not s.version.strip()]
-    if empty:  # packaging takes `numpy===`; no installer finds a version equal to nothing
-        raise invalid("packages", f"line {lineno}: {short(req_text)} has {empty[0]} with no version; write e.g. "
-                                  f"'{req.name}{empty[0]}1.2' or just '{req.name}'")
     return RequirementLine(lineno, text, "requirement", req, hashes=hashes)
 
 

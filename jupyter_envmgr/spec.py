@@ -32,6 +32,8 @@ PATCH_FIELDS = {
     "packages", "python", "index_urls", "env_vars", "labels", "annotations",
     "description", "gpu", "init_script",
 }
+#: Where an environment lives; the manager reads it before the spec is parsed (placement.py).
+PLACEMENT_FIELDS = {"cluster"}
 BUILD_INPUTS = ("manager", "python", "packages", "index_urls", "gpu", "init_script")
 #: Fields of the record that a client may echo back unchanged (export → import, PATCH of a whole record).
 READ_ONLY_FIELDS = {
@@ -264,7 +266,7 @@ def _refuse_unknown(body: dict, allowed: set) -> None:
     if unknown:
         raise EnvmgrError(
             400, "unknown_field",
-            f"unknown field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed | PLACEMENT_FIELDS))}",
             str(unknown[0]) if len(unknown) == 1 else "",
         )
 

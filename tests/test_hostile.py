@@ -65,6 +65,7 @@ def test_requirements_are_read_as_pip_reads_them():
     ("six @ https://host/${lower_case}\n", "upper-case"),
     ("x==${NESTED}\n", "upper-case"),
     ("numpy===\n", "=== with no version"),
+    ("six\npandas>=1,<\n", "line 2: 'pandas>=1,<' has < with no version"),
 ])
 def test_malformed_requirements_are_422_naming_the_line(packages, word):
     with pytest.raises(EnvmgrError) as e:
