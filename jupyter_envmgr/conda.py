@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import EnvmgrError, forbidden, invalid
-from .conda_build import conda_records, pip_dists, redact, write_text
+from .conda_build import conda_records, pip_dists, redact
 from .requirements import parse_requirements
+from .store import atomic_write
 
 SOLVERS = ("rattler", "micromamba", "mamba", "conda")
 ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
@@ -388,9 +389,9 @@ def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: st
         "bytecode_cache": bytecode_cache,
     }
     path = os.path.join(paths.build_dir, INPUT_FILE)
-    write_text(path, json.dumps(data, indent=2), 0o600)
+    atomic_write(path, json.dumps(data, indent=2), 0o600)
     if resolved.pip:
-        write_text(os.path.join(paths.build_dir, PIP_REQUIREMENTS), "\n".join(resolved.pip) + "\n", 0o600)
+        atomic_write(os.path.join(paths.build_dir, PIP_REQUIREMENTS), "\n".join(resolved.pip) + "\n", 0o600)
     return path
 
 

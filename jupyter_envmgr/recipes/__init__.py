@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from ..layout import relocate
 from ..spec import EnvSpec
+from ..store import atomic_write
 
 
 @dataclass
@@ -132,9 +133,8 @@ def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout
 
 
 def _write(path: str, text: str, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    """Whole or not at all: a runner that a dead server launched may be reading the inputs being rewritten."""
+    atomic_write(path, text, mode)
 
 
 def read_env_file(path: str) -> dict:
