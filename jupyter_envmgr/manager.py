@@ -124,6 +124,10 @@ class EnvironmentManager:
         The body of each (namespace, filters) is kept until the namespace changes, so 50 panels
         listing 1,000 environments cost the loop little more than the socket writes.
         """
+        unknown = sorted(set((status or "").split(",")) - {s.value for s in Status} - {""})
+        if unknown:
+            raise invalid("status", f"{unknown[0][:64]!r} is not a status; use one or more of "
+                                    f"{', '.join(s.value for s in Status)}, comma-separated")
         entries = await self.feed.fresh_entries(namespace)
         cache_key = (namespace, label, status, self.feed.versions.get(namespace, 0))
         cached = self._list_cache.get(cache_key)

@@ -142,6 +142,8 @@ async def test_list_filters_and_log_follow(api, local_index):
     assert names(await api.ok("GET", "environments", label="team")) == ["one", "two"]
     assert names(await api.ok("GET", "environments", status="failed")) == ["two"]
     assert names(await api.ok("GET", "environments", status="ready,failed")) == ["one", "two"]
+    status, error = await api.call("GET", "environments", status="ready,done")
+    assert status == 422 and error["field"] == "status" and "'done' is not a status" in error["message"], error
     assert (await api.ok("GET", "environments/two/packages"))["packages"] == []
     assert (await api.call("GET", "environments/two/export", format="requirements"))[0] == 409
 
