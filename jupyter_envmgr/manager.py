@@ -16,10 +16,8 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from . import gc, lifecycle, recipes, sharing
@@ -54,9 +52,9 @@ class Settings:
     rerun_init_script: bool
     max_log_bytes: int
     lease_seconds: float
-    presets: list = field(default_factory=list)
-    server_id: str = ""
-    reuse_revisions: bool = True
+    presets: list
+    server_id: str  # who holds a lease: the same after a restart on the same host and port
+    reuse_revisions: bool
 
 
 class EnvironmentManager:
@@ -69,7 +67,7 @@ class EnvironmentManager:
         self.offer = offer
         self.recipe_book = recipe_book
         self.settings = settings
-        self.server_id = settings.server_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.server_id = settings.server_id
         self.log = log or logging.getLogger("jupyter_envmgr")
         self.placement = Placement(builder.clusters() or [{"name": "local", "namespaces": list(offer.namespaces)}],
                                    settings.default_namespace)

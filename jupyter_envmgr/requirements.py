@@ -12,9 +12,20 @@ from .errors import EnvmgrError, invalid
 from .spec import short
 
 
-#: A version operator followed by no version (`numpy===`, `pandas>=,<3`, `six== ; python_version>"3"`).
-BARE_OPERATOR_RE = re.compile(r"\A\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*"
-                              r"(?:[^;@]*?,\s*)?(?P<op>===|==|~=|!=|<=|>=|<|>)\s*(?:[,;]|\Z)")
+NAME_AND_EXTRAS_RE = re.compile(r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*")
+OPERATORS = ("===", "==", "~=", "!=", "<=", ">=", "<", ">")
+
+
+def bare_operator(req_text: str) -> Optional[tuple]:
+    """(name, operator) of a version operator followed by no version (`numpy===`, `pandas>=1,<`), else None."""
+    head = req_text.split(";", 1)[0]
+    match = NAME_AND_EXTRAS_RE.match(head)
+    if not match or "@" in head:
+        return None
+    for clause in head[match.end():].split(","):
+        if clause.strip() in OPERATORS:
+            return match.group("name"), clause.strip()
+    return None
 
 
 @dataclass
@@ -160,9 +171,9 @@ def _classify(lineno: int, line: str) -> RequirementLine:
         return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
     if "://" in req_text.split("@")[0]:
         return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)
-    bare = BARE_OPERATOR_RE.match(req_text)
+    bare = bare_operator(req_text)
     if bare:  # some packaging versions take `numpy===`; no installer finds a version equal to nothing
-        name, operator = bare.group("name"), bare.group("op")
+        name, operator = bare
         raise invalid("packages", f"line {lineno}: {short(req_text)} has {operator} with no version; write e.g. "
                                   f"'{name}{operator}1.2' or just '{name}'")
     try:

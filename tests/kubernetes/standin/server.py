@@ -361,7 +361,6 @@ class Cluster:
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("schedulerName", "default-scheduler")
-        container = spec["containers"][0]
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
