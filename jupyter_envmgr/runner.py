@@ -97,14 +97,22 @@ def main(plan_path):
 def claim_plan(plan_path):
     """Lock the plan's pid file and write our pid in it; None when another runner holds it. The lock goes
     with the process, so a server can ask whether a runner still works on a plan, and which one."""
-    fd = os.open(os.path.join(os.path.dirname(os.path.abspath(plan_path)), PID_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(os.path.join(os.path.dirname(os.path.abspath(plan_path)), PID_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return -1  # no claim where the build dir refuses it; the build itself still runs
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    except OSError:
+        pass  # storage without locks (NFS mounted nolock): the pid is still worth writing
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError:
+        pass
     return fd
 
 

@@ -1,6 +1,7 @@
 """The runner owns its plan: a server that died between launching a runner and recording its handle
 leaves a runner the next server must follow, never a second runner on the same revision."""
 import asyncio
+import errno
 import json
 import os
 import subprocess
@@ -61,3 +62,18 @@ def test_start_follows_a_runner_it_did_not_launch(tmp_path):
     orphan.wait(timeout=10)
     with open(paths.log) as f:
         assert f.read().splitlines().count("installed") == 1  # built once
+
+
+def test_storage_without_locks_still_builds(tmp_path, monkeypatch):
+    """NFS mounted `nolock` answers ENOLCK: the runner goes on (unclaimed) and a server finds no claim."""
+    paths = plan_in(tmp_path, 0)
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runner.fcntl, "flock", no_locks)
+    monkeypatch.setattr(runner.signal, "signal", lambda *args: None)  # in-process: leave pytest's handlers alone
+    assert runner.main(paths.plan) == 0
+    with open(paths.result) as f:
+        assert json.load(f)["status"] == "ready"
+    assert runner_on(paths.plan) is None

@@ -42,7 +42,7 @@ def runner_on(plan_path: str):
     """The pid of a runner that still works on this plan (it holds the lock of its pid file), else None."""
     try:
         fd = os.open(os.path.join(os.path.dirname(plan_path), runner.PID_FILE), os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:
         return None
     try:
         for _ in range(50):  # the runner writes its pid right after it takes the lock
@@ -51,6 +51,8 @@ def runner_on(plan_path: str):
                 return None
             except BlockingIOError:
                 pid = os.pread(fd, 32, 0).strip()
+            except OSError:  # storage without locks: nothing to learn here
+                return None
             if pid:
                 return int(pid)
             time.sleep(0.01)
@@ -80,8 +82,8 @@ class LocalBuilder(Builder):
     async def start(self, build: Build) -> dict:
         handle = {"kind": "local", "host": socket.gethostname(), "boot_id": boot_id()}
         pid = await asyncio.to_thread(runner_on, build.paths.plan)
-        if pid:  # launched by a server that died before it could record the handle: follow that runner
-            build.handle = {**handle, "pid": pid}
+        if pid and runner_alive({"pid": pid}, build.paths.plan):  # launched by a server that died before it
+            build.handle = {**handle, "pid": pid}                 # could record the handle: follow that runner
             return build.handle
         await asyncio.to_thread(clear_result, build)
         with open(build.paths.log, "ab") as errors:  # logs/ exists since the claim; never re-create a deleted env
