@@ -173,7 +173,7 @@ class RequestDesk:
         return list(self.manager.offer.namespaces)
 
     async def submit(self, body, namespace: Optional[str]) -> dict:
-        from .manager import now
+        from .records import now
 
         if not isinstance(body, dict):
             raise EnvmgrError(400, "invalid_json", "the body must be a JSON object: the create body of the environment you ask for")
@@ -209,7 +209,7 @@ class RequestDesk:
         return out
 
     async def act(self, request_id: str, body) -> dict:
-        from .manager import now
+        from .records import now
 
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
             raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "approve" | "reject" | "withdraw"}, '
@@ -249,7 +249,7 @@ class RequestDesk:
     async def _approve(self, request: dict) -> dict:
         """Decide first (atomically, so a withdraw or a second approver cannot race), then create; a create
         that fails after all (the name taken meanwhile, a full disk) reopens the request and says why."""
-        from .manager import now
+        from .records import now
 
         namespace, spec = request["namespace"], request["spec"]
         if request["status"] == "requested":  # most refusals before anything changes: the same 4xx as a create

@@ -1,9 +1,6 @@
-"""Orchestration: requests become lifecycle transitions (through `records`), builds run on a builder.
+"""Orchestration: requests become lifecycle transitions (through `records`) and builds (`builds.py`);
+a serving revision becomes a kernelspec on this server, whichever server built it.
 
-A build goes into a new `rev-N` prefix; only a successful one moves `current` and the kernelspec, so
-a failed or cancelled update leaves the last ready revision serving. Several servers may share one
-root: a revision is launched only by the server holding its lease, which renews it while the build
-is queued or running; a server takes over revisions whose lease expired (their server is gone).
 Nothing here blocks the event loop: storage work runs in the records' worker threads.
 """
 from __future__ import annotations
@@ -15,29 +12,23 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 from . import gc, lifecycle, recipes, sharing
-from .builders.base import Build, Builder, read_result
+from .builders.base import Build, Builder
+from .builds import Builds, holder, read_json
 from .errors import EnvmgrError, conflict, invalid
 from .events import ChangeFeed
 from .kernels import KernelRegistry
 from .lifecycle import Status
 from .placement import Placement
 from .policy import Policy
-from .progress import LogProgress
-from .records import Records, secrets_of
+from .records import Records, now, secrets_of
 from .spec import BUILD_INPUTS, EnvSpec, Offer, parse_create, parse_patch, redact_url, scrub
 from .store import Store, atomic_symlink, read_bytes
 
 INTERNAL_FIELDS = ("revisions", "damaged")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -67,7 +58,6 @@ class EnvironmentManager:
         self.offer = offer
         self.recipe_book = recipe_book
         self.settings = settings
-        self.server_id = settings.server_id
         self.log = log or logging.getLogger("jupyter_envmgr")
         self.placement = Placement(builder.clusters() or [{"name": "local", "namespaces": list(offer.namespaces)}],
                                    settings.default_namespace)
@@ -76,9 +66,9 @@ class EnvironmentManager:
         self.feed = ChangeFeed(store, self.namespaces, self.records.run, self.public, log=self.log)
         self.feed.listen(self._follow_switches)
         self.sharing = sharing.Sharing(store, recipe_book, self.records.run, self.feed.fresh, self.paths, self.log)
-        self._slots = asyncio.Semaphore(policy.max_concurrent_builds)
-        self._builds: dict = {}  # (ns, name) -> Build this server launches or follows
-        self._cancelled: set = set()  # build keys a user cancelled
+        self.builds = Builds(self.records, builder, store, recipe_book, self.sharing, self.feed, self.placement, settings,
+                             self.log, self.paths, self._background, kernel_name=kernels.name, serve=self._write_kernel,
+                             served=self._served, unregister=self._unregister, max_concurrent=policy.max_concurrent_builds)
         self._kernel_revisions: dict = {}  # (ns, name) -> (ready revision, env_vars) of the kernelspec written
         self._tasks: set = set()
         self._create_lock = asyncio.Lock()
@@ -200,9 +190,6 @@ class EnvironmentManager:
             resources_dir=s.resources_dir(namespace, name),
         )
 
-    def is_active(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._builds
-
     # ------------------------------------------------------------ validation
 
     def validate(self, spec: EnvSpec) -> None:
@@ -211,9 +198,6 @@ class EnvironmentManager:
             raise invalid("packages", f"is larger than {self.policy.max_packages_bytes} bytes (c.EnvManagerApp.max_packages_bytes); trim it")
         self.policy.check_spec(spec)
         self.recipe_book.validate(spec)  # the manager-specific checks (environment.yaml parsing, ...)
-
-    def _lease(self) -> dict:
-        return {"server": self.server_id, "expires": time.time() + self.settings.lease_seconds}
 
     # ------------------------------------------------------------ commands
 
@@ -231,11 +215,11 @@ class EnvironmentManager:
                 raise conflict("name_taken", f"an environment named {spec.name!r} already exists in namespace {namespace!r}; pick another name")
             await self._check_kernel_name(namespace, spec.name)
             record = lifecycle.new_record(dict(spec.to_dict(), cluster=cluster), spec.build_inputs(), owner,
-                                          self.store.current_link(namespace, spec.name), self._lease(), now())
+                                          self.store.current_link(namespace, spec.name), self.builds.lease(), now())
             if dry_run:
                 return record
             await self.records.create(namespace, spec.name, record)
-        self._queue(namespace, spec.name, 1, spec, cluster=cluster)
+        self.builds.queue(namespace, spec.name, 1, spec)
         return record
 
     async def _check_kernel_name(self, namespace: str, name: str) -> None:
@@ -301,54 +285,24 @@ class EnvironmentManager:
         return await self.create(spec, namespace, owner)
 
     async def _start_revision(self, namespace: str, name: str, spec: EnvSpec, dry_run: bool = False) -> dict:
-        args = (spec.to_dict(), spec.build_inputs(), self._lease(), now())
+        args = (spec.to_dict(), spec.build_inputs(), self.builds.lease(), now())
         if dry_run:
             return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
-        self._queue(namespace, name, record["revision"], spec, cluster=self.placement.cluster_of(namespace))
+        self.builds.queue(namespace, name, record["revision"], spec)
         return record
 
     async def cancel(self, namespace: str, name: str) -> dict:
-        build = self._builds.get((namespace, name))
+        build = self.builds.active.get((namespace, name))
         if build is None:
             record = await self.records.read_for_change(namespace, name)
             if not lifecycle.is_active(record.get("status")):
                 raise conflict("not_building", f"{name!r} has no build to cancel (status {record.get('status')})")
-            if not await self._cancel_elsewhere(namespace, record):
-                raise conflict("not_building", f"the build of {name!r} runs on another server ({_holder(record)}); cancel it there")
+            if not await self.builds.cancel_elsewhere(namespace, record):
+                raise conflict("not_building", f"the build of {name!r} runs on another server ({holder(record)}); cancel it there")
             return await self.records.read(namespace, name)
-        await self._stop_build(build)
+        await self.builds.stop(build)
         return await self.records.read(namespace, name)
-
-    async def _cancel_elsewhere(self, namespace: str, record: dict) -> bool:
-        """Stop a build another server launched, where this server can reach it (same host or cluster)."""
-        rev = lifecycle.revision_of(record, record["revision"])
-        handle = rev.get("handle")
-        if rev["status"] == Status.PENDING or handle is None:  # queued there: its server finds it cancelled
-            with contextlib.suppress(EnvmgrError):
-                await self.records.apply(namespace, record["name"], lifecycle.finished, rev["revision"], Status.CANCELLED, "cancelled", None, now())
-            return True
-        if not self.builder.owns(handle):
-            return False
-        build = self._build(namespace, record["name"], record["revision"], self.spec_of(record), handle, self.placement.cluster_of(namespace))
-        await self.builder.cancel(build)
-        with contextlib.suppress(EnvmgrError):
-            await self.records.apply(namespace, record["name"], lifecycle.finished, build.revision, Status.CANCELLED, "cancelled", None, now())
-        return True
-
-    async def _stop_build(self, build: Build) -> None:
-        """Cancel a queued or running build and wait (bounded) until its record says so."""
-        self._cancelled.add(build.key)
-        if build.handle is None:  # still queued: nothing runs yet
-            build.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await build.task
-            with contextlib.suppress(EnvmgrError):
-                await self._end(build, {"status": Status.CANCELLED})
-            return
-        await self.builder.cancel(build)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(build.task), timeout=15)
 
     async def rollback(self, namespace: str, name: str, revision) -> dict:
         record = await self.records.read_for_change(namespace, name)
@@ -372,30 +326,14 @@ class EnvironmentManager:
         the kernel registered.
         """
         record = await self.records.read(namespace, name)  # 404 first; a damaged entry may be deleted
-        build = self._builds.get((namespace, name))
+        build = self.builds.active.get((namespace, name))
         if build is not None:
-            await self._stop_build(build)
+            await self.builds.stop(build)
         elif lifecycle.is_active(record.get("status")) and not record.get("damaged"):
-            await self._cancel_elsewhere(namespace, record)
+            await self.builds.cancel_elsewhere(namespace, record)
         await self.records.remove(namespace, name)
-        self._kernel_revisions.pop((namespace, name), None)
-        await self.records.run(self.kernels.remove, namespace, name)
+        await self._unregister(namespace, name)
         self._background(self.records.empty_trash())
-
-    # ------------------------------------------------------------ builds
-
-    def _build(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
-               cluster: Optional[str] = None) -> Build:
-        return Build(namespace, name, revision, spec, self.paths(namespace, name, revision), self.settings.build_timeout,
-                     handle, cluster=cluster or self.placement.cluster_of(namespace))
-
-    def _queue(self, namespace: str, name: str, revision: int, spec: EnvSpec, handle: Optional[dict] = None,
-               cluster: Optional[str] = None) -> Build:
-        """Launch (or, with a handle, follow) a revision this server holds the lease of."""
-        build = self._build(namespace, name, revision, spec, handle, cluster)
-        self._builds[(namespace, name)] = build
-        build.task = self._background(self._run(build, attach=handle is not None))
-        return build
 
     def _background(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -403,171 +341,13 @@ class EnvironmentManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _run(self, build: Build, attach: bool = False) -> None:
-        try:
-            if attach:
-                await self._follow(build)
-                return
-            async with self._slots:
-                if build.key in self._cancelled:
-                    await self._end(build, {"status": Status.CANCELLED})
-                    return
-                await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
-                                         self.server_id, None, now())
-                if self.settings.reuse_revisions and await self.sharing.copy_same_lock(build):
-                    await self._end(build, {"status": Status.READY})
-                    return
-                await self.records.run(self._write_plan, build)
-                handle = await self.builder.start(build)
-                await self.records.apply(build.namespace, build.name, lifecycle.started, build.revision,
-                                         self.server_id, handle, now())
-                await self._follow(build)
-        except asyncio.CancelledError:
-            raise  # the server is stopping: the build goes on; a server re-attaches when the lease expires
-        except EnvmgrError as e:
-            if e.status == 404 or e.reason in ("leased", "not_active", "invalid_transition"):
-                await self._abandon(build, e)
-            else:
-                await self._end_despite_errors(build, {"status": Status.FAILED, "message": e.message})
-        except Exception as e:  # never leave a record warming: a full disk, a bug here
-            self.log.exception("build %s failed in the server", build.key)
-            await self._end_despite_errors(build, {"status": Status.FAILED, "message": _one_line(f"the server could not run the build: {e}")})
-        finally:
-            if self._builds.get((build.namespace, build.name)) is build:
-                del self._builds[(build.namespace, build.name)]
-            self._cancelled.discard(build.key)
-
-    async def _abandon(self, build: Build, why: EnvmgrError) -> None:
-        """The record is gone (deleted) or another server owns the revision now: stop what runs here."""
-        self.log.info("envmgr: leaving %s: %s", build.key, why.message)
-        if build.handle is not None:
-            with contextlib.suppress(Exception):
-                await self.builder.cancel(build)
-
-    def _write_plan(self, build: Build) -> None:
-        """Blocking: the plan and inputs of a build, written by the server that launches it."""
-        reuse = self._reusable_init(build)
-        book = self.recipe_book.rooted(self.store.root, self.store.root_of(build.namespace))
-        steps, env = book.steps(build.spec, build.paths, with_init=reuse is None)
-        recipes.write_plan(build.spec, build.paths, steps, env, self.settings.build_timeout,
-                           max_log_bytes=self.settings.max_log_bytes)
-        if reuse is not None:
-            shutil.copyfile(reuse, build.paths.init_env)
-
-    async def _end_despite_errors(self, build: Build, result: dict, attempts: int = 8) -> None:
-        """Record the end of a build even if the storage refuses for a while (full disk): retry with backoff."""
-        for attempt in range(attempts):
-            try:
-                await self._end(build, result)
-                return
-            except EnvmgrError as e:
-                if e.status not in (503, 507):
-                    return
-                self.log.warning("cannot record the end of %s yet (%s); retrying", build.key, e.message)
-            await asyncio.sleep(min(30, 0.5 * 2 ** attempt))
-        self.log.error("gave up recording the end of %s; the next server to hold its lease will", build.key)
-
-    async def _follow(self, build: Build) -> None:
-        follower = asyncio.ensure_future(self._follow_log(build))
-        try:
-            try:
-                result = await asyncio.wait_for(self.builder.wait(build), timeout=build.timeout + 60)
-            except asyncio.TimeoutError:
-                await self.builder.cancel(build)
-                result = {"status": Status.FAILED, "message": f"the build ran past its time limit ({build.timeout:.0f}s, c.EnvManagerApp.build_timeout)"}
-        finally:
-            follower.cancel()
-        if build.key in self._cancelled:
-            result = {"status": Status.CANCELLED}
-        await self._end_despite_errors(build, result)
-
-    async def _follow_log(self, build: Build, interval: float = 0.5) -> None:
-        """Turn new log lines into progress and message on the record (read in a worker thread)."""
-        steps = (await self.records.run(_read_json, build.paths.plan)).get("steps", [])
-        tracker = LogProgress([s["name"] for s in steps])
-        offset = 0
-        while True:
-            await asyncio.sleep(interval)
-            chunk = await self.records.run(read_bytes, build.paths.log, offset)
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            offset += len(complete)
-            changed = False
-            for line in complete.decode(errors="replace").splitlines():
-                changed |= tracker.feed(line)
-            if changed:
-                try:
-                    await self.records.apply(build.namespace, build.name, lifecycle.progressed, build.revision,
-                                             tracker.progress, _one_line(tracker.message), now())
-                except EnvmgrError as e:
-                    if e.status == 404:  # deleted while it builds: stop it
-                        await self._abandon(build, e)
-                        return
-
-    async def _end(self, build: Build, result: dict) -> None:
-        """Record how a build ended; a ready one serves from now on (link, kernelspec), then old ones are pruned.
-
-        A ready revision's kernelspec is written before the record says ready, so whoever hears the
-        event finds the kernel in the picker.
-        """
-        status = Status(result.get("status", Status.FAILED))
-        ns, name, number = build.namespace, build.name, build.revision
-        kname = self.kernels.name(ns, name)
-        record = await self.records.read_for_change(ns, name)
-        if not lifecycle.is_active(lifecycle.revision_of(record, number)["status"]):
-            return  # another server recorded the end first
-        if status is Status.READY:
-            message = "ready"
-            await self.records.run(self._prepare_switch, build)
-            serving = lifecycle.finished(record, number, status, message, kname, now())
-            if serving.get("ready_revision") == number:
-                await self.records.run(atomic_symlink, os.path.basename(build.paths.prefix), self.store.current_link(ns, name))
-                await self._write_kernel(serving)
-        else:
-            message = "cancelled" if status is Status.CANCELLED else _one_line(result.get("message") or "the build failed")
-            # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
-            await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
-        try:
-            record = await self.records.apply(ns, name, lifecycle.finished, number, status, message, kname, now())
-        except EnvmgrError as e:
-            if e.status == 404:  # deleted while it built: its kernelspec goes too
-                await self.records.run(self.kernels.remove, ns, name)
-                return
-            if e.reason == "invalid_transition":
-                return  # another server recorded the end first
-            raise
-        self.log.info("environment %s/%s revision %s: %s", ns, name, number, status)
-        if status is Status.READY and record.get("ready_revision") == number:
-            self._background(self._prune(ns, name))
-            if self.auditor is not None:
-                self._background(self._audit(build))
-
-    def _prepare_switch(self, build: Build) -> None:
-        """Blocking, before a revision serves: the in-use file kernels lock (see inuse.py)."""
-        from .inuse import FILE
-
-        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: recording the end answers 404
-            with open(os.path.join(build.paths.prefix, FILE), "a"):
-                pass
-            os.utime(os.path.join(build.paths.prefix, FILE), (0, 0))  # no kernel yet: last use "never" (usage)
-
-    def _reusable_init(self, build: Build) -> Optional[str]:
-        """Blocking. With rerun_init_script off: the env file of the ready revision that already ran this script."""
-        spec = build.spec
-        if self.settings.rerun_init_script or not spec.init_script.strip():
-            return None
-        record = self.store.read(build.namespace, build.name)
-        ready = record.get("ready_revision")
-        rev = next((r for r in record.get("revisions", []) if r["revision"] == ready), None)
-        if not rev or rev["inputs"].get("init_script") != spec.init_script:
-            return None
-        path = self.paths(build.namespace, build.name, ready).init_env
-        return path if os.path.exists(path) else None
+    # ------------------------------------------------------------ serving revisions: kernelspecs
 
     def _kernel_env(self, record: dict) -> dict:
         """Blocking. What a kernel of the ready revision gets: activation, init-script variables, env_vars."""
         paths = self.paths(record["namespace"], record["name"], record["ready_revision"])
         return {
-            **_read_json(paths.activate_env),
+            **read_json(paths.activate_env),
             **recipes.read_env_file(paths.init_env),
             **record.get("env_vars", {}),
             "JUPYTER_ENVMGR_ENVIRONMENT": f"{record['namespace']}/{record['name']}",
@@ -592,6 +372,16 @@ class EnvironmentManager:
         if self._kernel_revisions.get(key) != _kernel_key(record):
             self._background(self._write_kernel(record))
 
+    async def _unregister(self, namespace: str, name: str) -> None:
+        self._kernel_revisions.pop((namespace, name), None)
+        await self.records.run(self.kernels.remove, namespace, name)
+
+    def _served(self, build: Build) -> None:
+        """After a revision started serving: prune old ones, audit the new lock (neither on the build's path)."""
+        self._background(self._prune(build.namespace, build.name))
+        if self.auditor is not None:
+            self._background(self._audit(build))
+
     async def _audit(self, build: Build) -> None:
         """Check the new lock against the advisory database, after the switch: never on the build's path."""
         from . import audit
@@ -610,52 +400,6 @@ class EnvironmentManager:
     def _publish(self, namespace: str, name: str, record: Optional[dict]) -> None:
         self.feed.publish(namespace, name, record)
 
-    # ------------------------------------------------------------ leases
-
-    async def _keep_leases(self) -> None:
-        """Renew the leases of this server's builds; take over revisions whose lease expired."""
-        while True:
-            await asyncio.sleep(min(5.0, self.settings.lease_seconds / 3))
-            for (namespace, name), build in list(self._builds.items()):
-                try:
-                    await self.records.apply(namespace, name, lifecycle.claim, build.revision, self._lease(), time.time())
-                except EnvmgrError as e:
-                    if e.status == 404 or e.reason == "leased":
-                        if build.task:
-                            build.task.cancel()
-                        await self._abandon(build, e)
-            for namespace in self.namespaces:
-                for record in await self.feed.fresh(namespace):
-                    await self._adopt(namespace, record)
-
-    async def _adopt(self, namespace: str, record: dict) -> None:
-        """Take over an active revision whose server is gone: launch it, follow it, or record its end."""
-        name = record.get("name")
-        if record.get("damaged") or not lifecycle.is_active(record.get("status")) or (namespace, name) in self._builds:
-            return
-        number = record["revision"]
-        rev = next((r for r in record.get("revisions", []) if r["revision"] == number), None)
-        if rev is None or not lifecycle.lease_expired(rev, time.time()):
-            return
-        try:
-            record = await self.records.apply(namespace, name, lifecycle.claim, number, self._lease(), time.time())
-        except EnvmgrError:
-            return  # another server was faster, or it ended
-        rev = lifecycle.revision_of(record, number)
-        spec = EnvSpec.from_dict({**self.spec_of(record).to_dict(), **rev.get("inputs", {})})
-        handle = rev.get("handle")
-        if rev["status"] == Status.PENDING or handle is None:
-            self.log.info("envmgr: launching %s/%s revision %s (its lease expired)", namespace, name, number)
-            self._queue(namespace, name, number, spec, cluster=self.placement.cluster_of(namespace))
-            return
-        build = self._build(namespace, name, number, spec, handle, self.placement.cluster_of(namespace))
-        if self.builder.owns(handle) and await self.records.run(self.builder.is_running, build):
-            self.log.info("envmgr: re-attaching to %s/%s revision %s", namespace, name, number)
-            self._queue(namespace, name, number, spec, handle, self.placement.cluster_of(namespace))
-        elif self.builder.owns(handle):
-            await self._end_despite_errors(build, await self.records.run(
-                read_result, build, "the build process ended while no server followed it and left no result; rebuild to try again"))
-
     # ------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
@@ -666,7 +410,7 @@ class EnvironmentManager:
             self.log.exception("envmgr: reconciling the root %s failed", ", ".join(self.store.all_roots))
         finally:  # requests wait for this
             self._background(self.feed.watch())
-            self._background(self._keep_leases())
+            self._background(self.builds.keep_leases())
             self.started.set()
 
     async def _reconcile_root(self) -> None:
@@ -683,7 +427,7 @@ class EnvironmentManager:
                     keep.append(kname)  # kept until the entry is deleted
                     continue
                 try:
-                    await self._reclaim(namespace, record)
+                    await self.builds.reclaim(namespace, record)
                 except Exception:  # one bad record must not stop the server
                     self.log.exception("could not reconcile %s/%s", namespace, record.get("name"))
                 if isinstance(record.get("ready_revision"), int):
@@ -693,16 +437,6 @@ class EnvironmentManager:
 
     def _resync_kernels(self, wanted: dict, keep: list) -> None:
         self.kernels.resync({k: (r, self._kernel_env(r)) for k, r in wanted.items()}, keep)
-
-    async def _reclaim(self, namespace: str, record: dict) -> None:
-        """At start: this server's own builds (same server id) are followed again at once; others wait for their lease."""
-        if not lifecycle.is_active(record.get("status")):
-            return
-        rev = next((r for r in record.get("revisions", []) if r["revision"] == record["revision"]), {})
-        if (rev.get("lease") or {}).get("server") == self.server_id:
-            rev["lease"]["expires"] = 0  # our own lease, from before the restart
-            record = dict(record, revisions=[rev if r["revision"] == rev["revision"] else r for r in record["revisions"]])
-        await self._adopt(namespace, record)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -721,37 +455,9 @@ class EnvironmentManager:
         return {"revisions": revisions, "last_used": stamp, "running_kernels": max(running_kernels, held)}
 
 
-def _discard(store: Store, path: str, label: str) -> None:
-    """Blocking: rename into trash/ and remove at once (a failed revision's prefix)."""
-    with contextlib.suppress(EnvmgrError):
-        shutil.rmtree(store.to_trash(path, label), ignore_errors=True)
-
-
-def _holder(record: dict) -> str:
-    rev = next((r for r in record.get("revisions", []) if r["revision"] == record.get("revision")), {})
-    return (rev.get("lease") or {}).get("server", "unknown")
-
-
 def _kernel_key(record: dict) -> tuple:
     return (record.get("ready_revision"), json.dumps(record.get("env_vars", {}), sort_keys=True))
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    """API.md: a message is one line of at most 300 characters."""
-    text = " ".join(str(text).split())
-    if len(text) <= limit:
-        return text
-    head = text[: text.find(": ") + 2] if 0 < text.find(": ") < 80 else ""  # "step install failed (exit 2): "
-    return head + "…" + text[len(text) - (limit - len(head) - 1):]
-
-
 def _read_text(path: str) -> str:
     return read_bytes(path).decode(errors="replace")
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 from typing import Callable, Optional
 
 from .errors import conflict
 from .spec import secrets_in
 from .store import Damaged, Store, damaged_record, secret_mode, storage_error
+
+
+def now() -> str:
+    """The time as records say it (`created`, `updated`, `finished`)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def secrets_of(record: dict) -> list:

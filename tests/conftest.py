@@ -70,7 +70,7 @@ def api(jp_fetch, jp_serverapp, jp_asyncio_loop):
     yield Api(jp_fetch, jp_serverapp)
     # Stop what is still building so no runner outlives its test.
     manager = jp_serverapp.web_app.settings["envmgr_manager"]
-    for namespace, name in list(manager._builds):
+    for namespace, name in list(manager.builds.active):
         try:
             jp_asyncio_loop.run_until_complete(manager.delete(namespace, name))
         except Exception:

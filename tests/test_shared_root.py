@@ -187,7 +187,7 @@ async def test_runner_killed_takes_its_steps_along_and_logs_are_capped(api, loca
     await api.create({"name": "killed", "packages": f"{slow}\n", "index_urls": [local_index.url]})
     manager = api.serverapp.web_app.settings["envmgr_manager"]
     record = await api.wait_for("killed", lambda r: r["status"] == "warming" and r["progress"] > 0)
-    pid = manager._builds[("default", "killed")].handle["pid"]
+    pid = manager.builds.active[("default", "killed")].handle["pid"]
     assert len(_pgid_members(pid)) > 1  # the runner and uv
     os.kill(pid, signal.SIGKILL)
     record = await api.wait("killed", timeout=60)
