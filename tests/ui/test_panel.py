@@ -306,7 +306,9 @@ def test_keyboard_escape_and_dark_theme(page, lab, shot):
 
     # From the keyboard: the palette command opens the form with the focus in the name.
     page.keyboard.press("Control+Shift+C")
+    expect(page.locator(".jp-ModalCommandPalette .lm-CommandPalette-input")).to_be_focused()  # keys typed before are lost
     page.keyboard.type("Environments: New Environment")
+    expect(page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item.lm-mod-active")).to_contain_text("New Environment")
     page.keyboard.press("Enter")
     form = page.get_by_role("form", name="Create an environment")
     expect(form).to_be_visible()
