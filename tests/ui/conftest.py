@@ -143,6 +143,10 @@ def open_lab(browser, lab):
     page.goto(f"{lab.url}lab?token={lab.token}&reset")
     page.wait_for_function("window.jupyterapp !== undefined && document.querySelector('[data-id=\"jp-envmgr-panel\"]')",
                            timeout=60000)
+    # Settled: the layout restored and the Launcher that fills an empty main area shown (its activation takes
+    # the focus, which would close a command palette opened before it).
+    page.evaluate("() => window.jupyterapp.restored")
+    page.wait_for_function("document.querySelector('#jp-main-dock-panel .jp-Launcher') !== null", timeout=60000)
     return page
 
 
