@@ -68,8 +68,12 @@ async def test_gpu_build_the_scheduler_cannot_place(api, control_plane, kube_nam
 
 
 @pytest.mark.parametrize("kube_overrides", [{"kubernetes_active_deadline_seconds": 4}])
-async def test_active_deadline(api, control_plane, kube_namespace, local_index):
+async def test_active_deadline(api, control_plane, kube_namespace, local_index, monkeypatch):
     ns = kube_namespace
+    # The 1.20 Job controller checks the deadline on a sync it schedules when the Job starts. In one full run of
+    # four (a control plane busy with the other tests' namespaces) a 20 s build completed before the Job was
+    # marked failed. A 60 s build leaves room; alone, the deadline stops it after about 5 s.
+    monkeypatch.setattr(local_index, "slow_seconds", 60.0)
     await api.create({"name": "real-deadline", "packages": f"{unique('envmgr-slow')}\n", "index_urls": [local_index.url]},
                      namespace=ns)
     record = await api.wait("real-deadline", timeout=90, namespace=ns)
