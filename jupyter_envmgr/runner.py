@@ -56,9 +56,8 @@ class CappedLog:
 
 
 def main(plan_path):
-    claim = claim_plan(plan_path)
-    if claim is None:  # another runner works on this plan (a server died between launching it and saying so)
-        return 0
+    if claim_plan(plan_path) is None:  # another runner works on this plan (its server died before recording it)
+        return 0  # the lock, once taken, is held by its open descriptor until this process ends
     with open(plan_path) as f:
         plan = json.load(f)
     reserve_result(plan["result"])
