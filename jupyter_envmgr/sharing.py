@@ -24,7 +24,7 @@ from .builders.base import Build
 from .errors import EnvmgrError
 from .inuse import FILE as IN_USE, in_use, last_used
 from .lifecycle import Status
-from .store import Store
+from .store import Store, make_dir
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*$")
 
@@ -68,7 +68,7 @@ def link_copy(src: str, dst: str) -> int:
     """
     old, new = os.path.abspath(src).encode(), os.path.abspath(dst).encode()
     linked = 0
-    os.makedirs(dst)
+    os.mkdir(dst)  # never its parent: the environment may have been deleted meanwhile
     todo = [(src, dst, "")]
     while todo:
         source_dir, target_dir, rel = todo.pop()
@@ -216,7 +216,7 @@ class Sharing:
         book = self.recipe_book
         text = pip_recipe.judged_requirements(book, build.spec) + "".join(f"{p}\n" for p in book.base_packages.get("pip", []))
         source = os.path.join(build.paths.build_dir, "resolve.in")
-        os.makedirs(build.paths.build_dir, exist_ok=True)
+        make_dir(build.paths.build_dir)
         with open(source, "w") as f:
             f.write(text)
         return source
@@ -258,7 +258,7 @@ class Sharing:
         """Blocking: the lock of the copied revision as this one's, and the log saying what happened."""
         source_prefix, source_lock = found
         shutil.copyfile(source_lock, build.paths.lock)
-        os.makedirs(os.path.dirname(build.paths.log), exist_ok=True)
+        make_dir(os.path.dirname(build.paths.log))
         with open(build.paths.log, "a") as log:
             log.write(f"==> reuse: the resolved lock equals that of {os.path.relpath(source_prefix, self.store.root)}: "
                       f"a hard-linked copy, nothing installed (resolved in {resolved:.2f}s)\n")

@@ -26,6 +26,17 @@ from .spec import NAME_RE
 LOCK_TIMEOUT = 5.0
 
 
+def make_dir(path: str) -> None:
+    """`path` in a directory that must exist: what a build writes never re-creates an environment that a
+    delete renamed away meanwhile (a worker thread goes on after its build is cancelled)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise EnvmgrError(404, "not_found", f"{os.path.dirname(path)} is gone (deleted meanwhile)") from None
+
+
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
     """Write a file so that readers see the old or the new content, never a part."""
     if isinstance(data, str):

@@ -295,6 +295,22 @@ def test_delete_racing_rebuilds_leaves_nothing_behind(servers, local_index):
     assert [e["name"] for e in a.client.list()] == ["after"]
 
 
+async def test_a_plan_written_after_a_delete_recreates_nothing(api, local_index, envmgr_root, jp_serverapp):
+    """A cancelled build's worker thread goes on writing its plan: it must not bring back the deleted directory."""
+    from jupyter_envmgr.errors import EnvmgrError
+    from jupyter_envmgr.spec import EnvSpec
+
+    manager = jp_serverapp.web_app.settings["envmgr_manager"]
+    spec = {"name": "gone", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url]}
+    await api.create(spec)
+    await api.ok("DELETE", "environments/gone")
+    late = manager.builds.build("default", "gone", 1, EnvSpec.from_dict(spec))
+    with pytest.raises(EnvmgrError) as raised:
+        manager.builds._write_plan(late)
+    assert raised.value.status == 404
+    assert not os.path.exists(os.path.join(envmgr_root, "envs", "default", "gone"))
+
+
 async def test_read_only_storage_answers_503_naming_the_root_and_keeps_the_kernel(api, local_index, envmgr_root, tmp_path):
     await ready_env(api, local_index, "keeper")
     root = envmgr_root

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from ..layout import relocate
 from ..spec import EnvSpec
-from ..store import atomic_write
+from ..store import atomic_write, make_dir
 
 
 @dataclass
@@ -115,7 +115,7 @@ def uv_env(spec: EnvSpec, tools: Toolchain) -> dict:
 
 def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float, max_log_bytes: int = 0) -> str:
     """Write the inputs of a build (requirements, init script, plan) into its build dir."""
-    os.makedirs(paths.build_dir, exist_ok=True)
+    make_dir(paths.build_dir)
     recipe(spec.manager).write_inputs(spec, paths)
     if spec.init_script.strip():
         _write(os.path.join(paths.build_dir, "init.py"), spec.init_script)
