@@ -238,7 +238,7 @@ class Builds:
         else:
             message = "cancelled" if status is Status.CANCELLED else one_line(result.get("message") or "the build failed")
             # A broken prefix serves nobody; give its space back first (a full disk needs it to record the end).
-            await self.records.run(_discard, self.store, build.paths.prefix, f"{ns}.{name}.failed")
+            await self.records.run(self.store.discard, build.paths.prefix, f"{ns}.{name}.failed")
         try:
             record = await self.records.apply(ns, name, lifecycle.finished, number, status, message, kname, now())
         except EnvmgrError as e:
@@ -339,8 +339,3 @@ def _prepare_switch(build: Build) -> None:
             pass
         os.utime(os.path.join(build.paths.prefix, IN_USE_FILE), (0, 0))  # no kernel yet: last use "never" (usage)
 
-
-def _discard(store: Store, path: str, label: str) -> None:
-    """Blocking: rename into trash/ and remove at once (a failed revision's prefix)."""
-    with contextlib.suppress(EnvmgrError):
-        shutil.rmtree(store.to_trash(path, label), ignore_errors=True)

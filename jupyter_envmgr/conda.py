@@ -17,7 +17,7 @@ from typing import Optional
 from .errors import EnvmgrError, forbidden, invalid
 from .conda_build import conda_records, pip_dists, redact
 from .requirements import parse_requirements
-from .store import atomic_write, make_dir
+from .store import atomic_write
 
 SOLVERS = ("rattler", "micromamba", "mamba", "conda")
 ENV_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
@@ -372,7 +372,6 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
 
 def write_input(resolved: Resolved, paths, settings: CondaSettings, env_name: str, bytecode_cache=None) -> str:
     """The build's conda inputs, next to its plan (owner-readable only: channel URLs may hold tokens)."""
-    make_dir(paths.build_dir)
     data = {
         "prefix": paths.prefix,
         "channels": resolved.channels,

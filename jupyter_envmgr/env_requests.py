@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Optional
 
 from .errors import EnvmgrError, conflict, invalid
 from .layout import Layout
+from .records import now
 from .spec import redact_url, secrets_in
 from .store import atomic_write, flock_bounded, secret_mode
 
@@ -173,8 +174,6 @@ class RequestDesk:
         return list(self.manager.offer.namespaces)
 
     async def submit(self, body, namespace: Optional[str]) -> dict:
-        from .records import now
-
         if not isinstance(body, dict):
             raise EnvmgrError(400, "invalid_json", "the body must be a JSON object: the create body of the environment you ask for")
         body_ns = body.get("namespace") if isinstance(body.get("namespace"), str) else None
@@ -209,8 +208,6 @@ class RequestDesk:
         return out
 
     async def act(self, request_id: str, body) -> dict:
-        from .records import now
-
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
             raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "approve" | "reject" | "withdraw"}, '
                                                    'with "message" for reject')
@@ -249,8 +246,6 @@ class RequestDesk:
     async def _approve(self, request: dict) -> dict:
         """Decide first (atomically, so a withdraw or a second approver cannot race), then create; a create
         that fails after all (the name taken meanwhile, a full disk) reopens the request and says why."""
-        from .records import now
-
         namespace, spec = request["namespace"], request["spec"]
         if request["status"] == "requested":  # most refusals before anything changes: the same 4xx as a create
             await self.manager.create(copy.deepcopy(spec), namespace, request["requester"], dry_run=True)

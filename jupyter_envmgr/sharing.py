@@ -21,7 +21,6 @@ from typing import Awaitable, Callable, Iterable, Optional
 
 from . import recipes
 from .builders.base import Build
-from .errors import EnvmgrError
 from .inuse import FILE as IN_USE, in_use, last_used
 from .lifecycle import Status
 from .store import Store, make_dir
@@ -199,7 +198,7 @@ class Sharing:
             if copying is not None:
                 with contextlib.suppress(Exception):
                     await copying
-            await self.run(self._discard, build.paths.prefix, f"{build.namespace}.{build.name}.reuse")
+            await self.run(self.store.discard, build.paths.prefix, f"{build.namespace}.{build.name}.reuse")
             return False
         finally:
             if online is not None and not online.done():
@@ -258,17 +257,10 @@ class Sharing:
         """Blocking: the lock of the copied revision as this one's, and the log saying what happened."""
         source_prefix, source_lock = found
         shutil.copyfile(source_lock, build.paths.lock)
-        make_dir(os.path.dirname(build.paths.log))
         with open(build.paths.log, "a") as log:
             log.write(f"==> reuse: the resolved lock equals that of {os.path.relpath(source_prefix, self.store.root)}: "
                       f"a hard-linked copy, nothing installed (resolved in {resolved:.2f}s)\n")
             log.write(f"==> done in {took:.2f}s ({linked} files linked)\n")
-
-    def _discard(self, prefix: str, label: str) -> None:
-        """Blocking: a partial copy into trash/ and removed at once."""
-        if os.path.lexists(prefix):
-            with contextlib.suppress(EnvmgrError):  # gone meanwhile
-                shutil.rmtree(self.store.to_trash(prefix, label), ignore_errors=True)
 
     def usage(self, namespace: str, name: str, numbers: list) -> tuple:
         """Blocking: (usage of each kept revision, last kernel start or None, revisions a kernel uses)."""

@@ -265,6 +265,11 @@ class Store(Layout):
             raise EnvmgrError(404, "not_found", f"{path} is gone") from None
         return target
 
+    def discard(self, path: str, label: str) -> None:
+        """Rename `path` into trash/ and remove it at once (a failed or partial prefix); gone already is fine."""
+        with contextlib.suppress(EnvmgrError):
+            shutil.rmtree(self.to_trash(path, label), ignore_errors=True)
+
     def empty_trash(self) -> int:
         """Remove what deletes and prunes renamed away; returns the number of entries removed."""
         removed = 0

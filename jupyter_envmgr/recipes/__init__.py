@@ -114,8 +114,7 @@ def uv_env(spec: EnvSpec, tools: Toolchain) -> dict:
 
 
 def write_plan(spec: EnvSpec, paths: BuildPaths, steps: list, env: dict, timeout: float, max_log_bytes: int = 0) -> str:
-    """Write the inputs of a build (requirements, init script, plan) into its build dir."""
-    make_dir(paths.build_dir)
+    """Write the inputs of a build (requirements, init script, plan) into its build dir (`steps` made it)."""
     recipe(spec.manager).write_inputs(spec, paths)
     if spec.init_script.strip():
         _write(os.path.join(paths.build_dir, "init.py"), spec.init_script)
@@ -196,6 +195,8 @@ class RecipeBook:
         return recipe(manager).pinned_python(packages, list(offered or []), default)
 
     def steps(self, spec: EnvSpec, paths: BuildPaths, with_init: bool = True) -> tuple:
+        """The build's steps and environment; its build dir is made here, as the recipe writes inputs into it."""
+        make_dir(paths.build_dir)
         steps = recipe(spec.manager).steps(self, spec, paths, self.base_packages.get(spec.manager, []))
         if with_init:
             steps += init_step(spec, paths, self.init_script_timeout)

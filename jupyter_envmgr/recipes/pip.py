@@ -35,9 +35,8 @@ def judged_requirements(book, spec: EnvSpec) -> str:
 
 
 def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
-    from . import Step, _write, bytecode_step, make_dir
+    from . import Step, _write, bytecode_step
 
-    make_dir(paths.build_dir)
     _write(os.path.join(paths.build_dir, REQUIREMENTS), judged_requirements(book, spec))
     tools = book.tools
     return [
