@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import EnvmgrError, forbidden, invalid
-from .requirements import SHORT_OPTIONS, parse_requirements
+from .requirements import SHORT_OPTIONS, identify, parse_requirements
 from .spec import EnvSpec, check_index_urls, redact_url, short
 
 #: Requirement-file options whose argument is an index (checked like index_urls when allowed).
@@ -91,7 +91,7 @@ class Policy:
         allowed = {SHORT_OPTIONS.get(o.split("=")[0], o.split("=")[0]) for o in self.allowed_requirement_options}
         judged = []
         for line in lines:
-            where = f"line {line.lineno}: {short(line.text)}"
+            where = f"line {line.lineno}: {identify(line.text) if line.kind in ('url', 'path') else short(line.text)}"
             if line.kind == "option":
                 if line.option not in allowed:
                     raise forbidden(
@@ -115,8 +115,9 @@ class Policy:
             elif line.kind == "url" and not self.allow_direct_urls:
                 raise forbidden(
                     fieldname,
-                    f"{where}: direct URL requirements are not allowed; use a package name and an index in "
-                    "index_urls (an administrator may allow them with c.EnvManagerApp.allow_direct_urls)",
+                    f"{where}: installs from a direct URL are not allowed on this server; use a package name and "
+                    "put its index in index_urls (an administrator may allow direct URLs with "
+                    "c.EnvManagerApp.allow_direct_urls = True)",
                 )
             elif line.kind == "path":
                 self.check_source_path(line.target, fieldname, where)

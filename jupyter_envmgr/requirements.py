@@ -134,6 +134,49 @@ def _split_option(tokens: list) -> tuple:
     return name, value, rest
 
 
+#: `name [extras] @ location` (PEP 508); a bare URL's `user@host` is not this, as no name holds "://".
+NAMED_LOCATION_RE = re.compile(r"\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(?P<location>\S+)")
+
+
+def _location(req_text: str) -> str:
+    """Where a requirement installs from: the URL or path after `name @`, or the text itself (a bare URL or
+    path), without its marker; the name of a plain requirement (nothing to locate) is returned as it is."""
+    head = req_text.split(";", 1)[0].strip()
+    m = NAMED_LOCATION_RE.match(head)
+    return m["location"] if m else head
+
+
+def identify(text: str, limit: int = 80) -> str:
+    """A requirement line quoted in a message: whole when short; else its name, the URL's host and the file it
+    names, with the middle of the URL cut (the file or distribution name is what tells a reader which line);
+    credentials in a URL are never quoted."""
+    from urllib.parse import urlsplit
+
+    from .spec import redact_url
+
+    text = text.split(" --hash=", 1)[0]
+    head, semi, marker = text.partition(";")
+    location = _location(head)
+    redacted = redact_url(location) if "://" in location else location
+    quoted = head.replace(location, redacted, 1).strip() + (f" ;{marker}" if semi else "")
+    if len(repr(quoted)) <= limit:
+        return repr(quoted)
+    name = head[: head.find(location)].strip() if location in head else ""  # "flask @" or ""
+    try:
+        parts = urlsplit(redacted)
+        start, path = f"{parts.scheme}://{parts.netloc}" if parts.scheme else "", parts.path
+    except ValueError:
+        start, path = "", redacted
+    file = path.rstrip("/").rpartition("/")[2] or path
+    egg = re.search(r"egg=([A-Za-z0-9._-]+)", location)
+    middle = "/…/" if path.strip("/").count("/") else "/"
+    cut = f"{start}{middle}{file}" if start else (f"…/{file}" if "/" in path else file)
+    cut += f"#egg={egg[1]}" if egg else ""
+    marker = marker.strip() if len(marker.strip()) <= 30 else marker.strip()[:30] + "…"
+    kept = " ".join(p for p in (name, cut) if p) + (f" ; {marker}" if semi else "")
+    return repr(kept) if len(repr(kept)) <= limit + 40 else short(kept, limit)
+
+
 def _classify(lineno: int, line: str) -> RequirementLine:
     tokens = line.split()
     line = " ".join(tokens)  # one line whatever an expanded variable held
@@ -167,10 +210,15 @@ def _classify(lineno: int, line: str) -> RequirementLine:
     text = req_text + "".join(f" --hash={h}" for h in hashes)
     if other:
         return RequirementLine(lineno, line, "option", target=req_text, option=other)
-    if req_text.startswith((".", "/", "~", "file:")) or req_text.lower().endswith(ARCHIVES):
+    if req_text.startswith((".", "/", "~", "file:")):
         return RequirementLine(lineno, text, "path", target=req_text, hashes=hashes)
     if "://" in req_text.split("@")[0]:
         return RequirementLine(lineno, text, "url", target=req_text, hashes=hashes)
+    location = _location(req_text)
+    # `evil-1.0-py3-none-any.whl` or `x @ ./x.whl`: a file where the build runs. `flask @ https://…/x.whl` is a
+    # direct URL whatever file it names, and is parsed below like any named URL (its name counts as requested).
+    if "://" not in location and location.lower().endswith(ARCHIVES):
+        return RequirementLine(lineno, text, "path", target=location, hashes=hashes)
     bare = bare_operator(req_text)
     if bare:  # some packaging versions take `numpy===`; no installer finds a version equal to nothing
         name, operator = bare
