@@ -317,8 +317,9 @@ class ActionsHandler(EnvmgrHandler):
     @authorized
     async def post(self, name):
         body = self.body()
-        record = await self.manager.action(self.namespace(), self.env_name(name), body, self.owner())
-        self.write_json(self.manager.public(record), 202)
+        record, status = await self.manager.action(self.namespace(), self.env_name(name), body, self.owner(),
+                                                   dry_run=self.dry_run())
+        self.write_json(self.manager.public(record), status)
 
 
 class ExportHandler(EnvmgrHandler):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -15,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from . import gc, lifecycle, recipes, sharing
+from . import gc, lifecycle, recipes, resolve, sharing
 from .builders.base import Build, Builder
 from .builds import Builds, holder, read_json
 from .errors import EnvmgrError, conflict, invalid
@@ -246,7 +247,9 @@ class EnvironmentManager:
             self.validate(spec)
             lifecycle.refuse_if_active(record)
             await self.builder.check_storage(namespace, self.placement.cluster_of(namespace))
-            return await self._start_revision(namespace, name, spec, dry_run), True
+            if dry_run:
+                return await self.preview(namespace, name, record, spec), True
+            return await self._start_revision(namespace, name, spec), True
         changes = {k: v for k, v in spec.to_dict().items() if k not in BUILD_INPUTS}
         if dry_run:
             return lifecycle.metadata_changed(record, changes, now()), False
@@ -255,27 +258,78 @@ class EnvironmentManager:
             await self._write_kernel(record)
         return record, False
 
-    async def action(self, namespace: str, name: str, body: dict, user: str = "") -> dict:
+    async def action(self, namespace: str, name: str, body: dict, user: str = "", dry_run: bool = False) -> tuple:
+        """Returns (record, HTTP status): 202, or 200 for a pin that changed only metadata and for dry runs."""
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
-            raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "rebuild" | "cancel" | "rollback" | "clone", ...}')
+            raise EnvmgrError(400, "invalid_json", 'the body must be {"action": "rebuild" | "cancel" | "rollback" | "clone" | "pin", ...}')
         unknown = set(body) - {"action", "revision", "name"}
         if unknown:
             raise EnvmgrError(400, "unknown_field", f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}; an action takes 'action' and, for rollback, 'revision', for clone, 'name'")
         action = body["action"]
+        if dry_run and action not in ("rebuild", "pin"):
+            raise invalid("dry_run", f"only rebuild and pin take ?dry_run=1, not {action[:64]!r}")
         record = await self.records.read_for_change(namespace, name)
         if action == "rebuild":
             lifecycle.refuse_if_active(record)
             spec = self.spec_of(record)
             self.validate(spec)
             await self.builder.check_storage(namespace, self.placement.cluster_of(namespace))
-            return await self._start_revision(namespace, name, spec)
+            if dry_run:
+                return await self.preview(namespace, name, record, spec), 200
+            return await self._start_revision(namespace, name, spec), 202
+        if action == "pin":
+            return await self.pin(namespace, name, record, dry_run)
         if action == "cancel":
-            return await self.cancel(namespace, name)
+            return await self.cancel(namespace, name), 202
         if action == "rollback":
-            return await self.rollback(namespace, name, body.get("revision"))
+            return await self.rollback(namespace, name, body.get("revision")), 202
         if action == "clone":
-            return await self.clone(namespace, name, body.get("name"), user)
-        raise invalid("action", f"{action[:64]!r} is not an action; use rebuild, cancel, rollback or clone")
+            return await self.clone(namespace, name, body.get("name"), user), 202
+        raise invalid("action", f"{action[:64]!r} is not an action; use rebuild, cancel, rollback, clone or pin")
+
+    async def pin(self, namespace: str, name: str, record: dict, dry_run: bool = False) -> tuple:
+        """The serving lock's versions of the requested packages become `==` pins: a metadata-only change (200)
+        when the serving revision already is what the pinned spec asks for, else a new revision (202)."""
+        from . import changes
+
+        lifecycle.refuse_if_active(record)
+        serving = record.get("ready_revision")
+        if not serving:
+            raise conflict("not_ready", f"{name!r} has no ready revision yet, so there is nothing to pin; wait for the build to finish")
+        lock = changes.parse_lock(await self.records.run(_read_text, self.paths(namespace, name, serving).lock))
+        spec = self.spec_of(record)
+        pinned = dataclasses.replace(spec, packages=resolve.pinned_packages(spec, lock))
+        self.validate(pinned)
+        inputs = next((r.get("inputs") or {} for r in record.get("revisions", []) if r["revision"] == serving), {})
+        same = {k: v for k, v in pinned.build_inputs().items() if k != "packages"} == \
+            {k: v for k, v in inputs.items() if k != "packages" and k in pinned.build_inputs()}
+        if same and changes.satisfied(resolve.requested_pins(pinned), lock):
+            if dry_run:
+                return lifecycle.metadata_changed(record, {"packages": pinned.packages}, now()), 200
+            return await self.records.apply(namespace, name, lifecycle.metadata_changed, {"packages": pinned.packages}, now()), 200
+        await self.builder.check_storage(namespace, self.placement.cluster_of(namespace))
+        if dry_run:
+            return await self.preview(namespace, name, record, pinned), 200
+        return await self._start_revision(namespace, name, pinned), 202
+
+    async def preview(self, namespace: str, name: str, record: dict, spec: EnvSpec) -> dict:
+        """A dry run that would build: the record as it would be, plus API.md's `changes` (the spec resolved
+        now, off the loop, against the serving revision's lock). Writes nothing."""
+        from . import changes
+
+        book = self.recipe_book.rooted(self.store.root, self.store.root_of(namespace))
+        new = await resolve.resolve(book, spec)
+        old, old_python, old_spec = {}, None, None
+        serving = record.get("ready_revision")
+        if serving:
+            old = changes.parse_lock(await self.records.run(_read_text, self.paths(namespace, name, serving).lock))
+            inputs = next((r.get("inputs") or {} for r in record.get("revisions", []) if r["revision"] == serving), {})
+            old_python = inputs.get("python")
+            old_spec = dataclasses.replace(spec, packages=inputs.get("packages", ""))
+        out = lifecycle.start_revision(record, spec.to_dict(), spec.build_inputs(), self.builds.lease(), now())
+        out["changes"] = changes.diff(old, new, resolve.requested_names(spec),
+                                      resolve.requested_names(old_spec) if old_spec else set(), old_python, spec.python)
+        return out
 
     async def clone(self, namespace: str, name: str, new_name, owner: str) -> dict:
         """A new environment with the same inputs (credentials included, which an export redacts)."""
@@ -284,10 +338,8 @@ class EnvironmentManager:
         spec["name"] = new_name
         return await self.create(spec, namespace, owner)
 
-    async def _start_revision(self, namespace: str, name: str, spec: EnvSpec, dry_run: bool = False) -> dict:
+    async def _start_revision(self, namespace: str, name: str, spec: EnvSpec) -> dict:
         args = (spec.to_dict(), spec.build_inputs(), self.builds.lease(), now())
-        if dry_run:
-            return lifecycle.start_revision(await self.records.read_for_change(namespace, name), *args)
         record = await self.records.apply(namespace, name, lifecycle.start_revision, *args)
         self.builds.queue(namespace, name, record["revision"], spec)
         return record
