@@ -15,7 +15,8 @@ from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
 from .kernels import KernelRegistry
-from .layout import relocate
+from ._version import __version__
+from .layout import Layout, relocate
 from .manager import EnvironmentManager, Settings
 from .policy import Policy
 from .recipes import RecipeBook, Toolchain
@@ -177,6 +178,20 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         (/audit then always checks anew).""",
     )
 
+    service_url = Unicode(
+        "", config=True,
+        help="""The environment service (`jupyter envmgr service`) that writes this server's root. Set: this
+        server reads only. Every envmgr route is forwarded there with this server's identity (its
+        JupyterHub server token, or service_token), its /events are followed on one stream, and kernelspecs
+        are read from root_dir, mounted read-only. Empty (the default): everything runs in this server.""",
+    )
+    service_token = Unicode(
+        "", config=True,
+        help="""The token this server presents to service_url (one of the service's c.EnvService.tokens).
+        Empty: $JUPYTERHUB_API_TOKEN, the server token a JupyterHub gives each user's server.""",
+    )
+    service_timeout = Float(120.0, config=True, help="Seconds a forwarded request may take at the service before it is a 503.")
+
     @validate("namespaces")
     def _check_namespaces(self, proposal):
         from .spec import NAME_RE
@@ -193,6 +208,10 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
 
     def initialize_settings(self):
         self.root_dir = os.path.abspath(os.path.expanduser(self.root_dir))
+        self.settings["envmgr_version"] = __version__
+        if self.service_url:
+            self._initialize_reader()
+            return
         kube = None
         if self.backend == "kubernetes":  # traits: KubernetesConfig (c.EnvManagerApp.kubernetes_*)
             from .builders.kubernetes import builder_from_config
@@ -237,7 +256,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         )
         short = pythons.short_versions(found)
         default_python = self.default_python if self.default_python in short else (short[-1] if short else "")
-        extra = [os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs else []
+        extra = [os.path.join(jupyter_data_dir(), "kernels")] if self.user_kernelspecs and not self.is_service else []
         kernels = KernelRegistry(store, extra, self.namespaces[0])
         self.manager = EnvironmentManager(
             store, kube or LocalBuilder(), kernels, policy, offer, book,
@@ -262,6 +281,32 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
         self._add_kernel_dirs(kernels.root_dirs)
         self._cache_kernelspecs(kernels)
+
+    @property
+    def is_service(self) -> bool:
+        """Run by `jupyter envmgr service`: the writer of a team's root, not a user's server."""
+        from .service import EnvService
+
+        return isinstance(self.serverapp, EnvService)
+
+    def _initialize_reader(self) -> None:
+        """A notebook server that reads: forward to the service, follow its events, read kernelspecs."""
+        from .forward import Follower, Relay, ServiceClient
+        from .kernels import CachingKernelSpecManager
+
+        self.manager = None
+        client = ServiceClient(self.service_url, self.service_token or os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+                               timeout=self.service_timeout)
+        kernels_dir = Layout(self.root_dir).kernels_dir_of(self.root_dir)
+        self._add_kernel_dirs([kernels_dir])
+        ksm = getattr(self.serverapp, "kernel_spec_manager", None)
+        refresh = (lambda names: None)
+        if isinstance(ksm, CachingKernelSpecManager):
+            ksm.ours = [kernels_dir]
+            refresh = ksm.refresh
+        relay = Relay()
+        self.follower = Follower(client, relay, refresh, log=self.log)
+        self.settings.update(envmgr_service=client, envmgr_relay=relay, envmgr_follower=self.follower)
 
     def _add_kernel_dirs(self, dirs: list):
         """Let this server's kernel picker see the kernelspecs of every root (no copy, no build)."""
@@ -292,9 +337,19 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             kernels.on_change = ksm.refresh
 
     def initialize_handlers(self):
-        self.handlers.extend((f"/{path}", handler) for path, handler in route_table())
+        table = route_table()
+        if self.service_url:
+            from .forward import forward_table
+
+            table = forward_table([path for path, _ in table])
+        self.handlers.extend((f"/{path}", handler) for path, handler in table)
 
     async def _start_jupyter_server_extension(self, serverapp):
+        if self.service_url:
+            self._follow_task = asyncio.ensure_future(self.follower.run())
+            self.log.info("jupyter_envmgr: reading root %s; changes go to the service at %s",
+                          self.root_dir, self.settings["envmgr_service"].shown_url)
+            return
         await self.manager.start()
         # What the server holds after start (modules, handlers, 1,000 records) lives as long as it does: kept out
         # of the collector's generations, a full collection that a worker thread triggers no longer holds the
@@ -348,7 +403,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             await asyncio.sleep(min(scan, self.audit_interval))
 
     async def stop_extension(self):
-        for task in (getattr(self, "_gc_task", None), getattr(self, "_audit_task", None)):
+        for task in (getattr(self, "_gc_task", None), getattr(self, "_audit_task", None), getattr(self, "_follow_task", None)):
             if task:
                 task.cancel()
-        await self.manager.stop()
+        if self.manager is not None:
+            await self.manager.stop()

@@ -176,6 +176,8 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
         p = sub.add_parser("demo", help="start a private server, build an environment, run code in its kernel")
         p.add_argument("--package", default="six", help="the package to install (default: six)")
         p.add_argument("--keep", action="store_true", help="keep the temporary root afterwards")
+        p = sub.add_parser("service", help="run the environment service: the one writer of a team's root "
+                                           "(options: --config FILE, --ip, --port, any --EnvManagerApp.*/--EnvService.* setting)")
         p = sub.add_parser("render-job", help="print the Kubernetes Job a create would submit (nothing is submitted)")
         p.add_argument("name", help="the environment's name")
         p.add_argument("--revision", type=int, default=1)
@@ -456,6 +458,11 @@ def app_from_config(config_file: Optional[str] = None):
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["service"]:  # a Jupyter server of its own: its options are traitlets' (--config, --ip, --port, ...)
+        from .service import main as service_main
+
+        return service_main(argv[1:])
     args = parse_args(build_parser(), argv)
     try:
         return run(args)

@@ -127,6 +127,7 @@ class InfoHandler(EnvmgrHandler):
     async def get(self):
         info = self.manager.info(__version__, self.manager.builder.kind)
         info["namespaces"] = [ns for ns in info["namespaces"] if self.may("read", ns)]  # only what this user may see
+        info["service"] = None  # this server is the writer (embedded, or the service itself)
         self.write_json(info)
 
 
@@ -300,8 +301,12 @@ class PackagesHandler(EnvmgrHandler):
         record = await self.manager.records.read_for_change(ns, name)
         packages = []
         if record.get("ready_revision"):
-            prefix = self.manager.store.prefix(ns, name, record["ready_revision"])
-            packages = await self.manager.recipe_book.installed(record["manager"], prefix)
+            ready = record["ready_revision"]
+            prefix = self.manager.store.prefix(ns, name, ready)
+            # Marked against the inputs of the revision listed, not a newer one still building or failed.
+            inputs = next((r.get("inputs") or {} for r in record.get("revisions", []) if r.get("revision") == ready), {})
+            packages = await self.manager.recipe_book.installed(
+                record["manager"], prefix, inputs.get("packages", record.get("packages") or ""), record.get("env_vars") or {})
         self.write_json({"packages": packages})
 
 
