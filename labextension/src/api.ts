@@ -78,8 +78,57 @@ export interface IRevision {
 export interface IPackage {
   name: string;
   version: string;
+  /** What the spec's packages name (the server's mark; older servers leave it out). */
   requested?: boolean;
+  /** Always installed besides the packages (`/info` `base_packages`). */
+  base?: boolean;
+  /** The installed packages that depend on this one, from the revision's own metadata. */
+  required_by?: string[];
+  /** The requirement the spec wrote for it (`numpy==2.1.*`), when the server says. */
+  specifier?: string;
   source?: string;
+}
+
+/** One kernel start on an environment (`GET .../usage` `kernels` and `recent`). */
+export interface IKernelUse {
+  user: string;
+  notebook: string;
+  revision: number;
+  started: string;
+  last_activity: string;
+}
+
+/** `GET .../usage`: disk per revision and who uses the environment. */
+export interface IEnvUsage {
+  revisions: { revision: number; bytes: number; unique_bytes: number; files: number }[];
+  last_used: string | null;
+  running_kernels: number;
+  kernels?: IKernelUse[];
+  recent?: IKernelUse[];
+}
+
+/** One package's change in a dry run's `changes` (API.md "Changes before they happen"). */
+export interface IPackageChange {
+  name: string;
+  from: string | null;
+  to: string | null;
+  change: 'added' | 'removed' | 'upgraded' | 'downgraded';
+  major: boolean;
+  requested: boolean;
+}
+
+export interface IChanges {
+  python: { from: string; to: string } | null;
+  packages: IPackageChange[];
+}
+
+/** What a dry run of a PATCH, `rebuild` or `pin` answers: the record, and `changes` where the server resolves them. */
+export type IDryRun = IEnvironment & { changes?: IChanges };
+
+/** One distribution the configured index offers (`GET /package-search`). */
+export interface IPackageHit {
+  name: string;
+  versions: string[];
 }
 
 export interface IVulnerability {
@@ -223,7 +272,7 @@ export class EnvmgrApi {
 
   private url(path: string, query: Record<string, string>): string {
     const params = new URLSearchParams(query);
-    const global = path === 'info' || path === 'suggestions' || path.startsWith('requests');
+    const global = path === 'info' || path === 'suggestions' || path === 'package-search' || path.startsWith('requests');
     if (this.namespace && !params.has('namespace') && !global) {
       params.set('namespace', this.namespace);
     }
@@ -291,7 +340,7 @@ export class EnvmgrApi {
     });
   }
 
-  update(name: string, fields: Partial<ISpec>, dryRun = false): Promise<IEnvironment> {
+  update(name: string, fields: Partial<ISpec>, dryRun = false): Promise<IDryRun> {
     return this.request('PATCH', `environments/${name}`, fields, dryRun ? { dry_run: '1' } : {});
   }
 
@@ -299,8 +348,18 @@ export class EnvmgrApi {
     return this.request('DELETE', `environments/${name}`);
   }
 
-  action(name: string, action: 'rebuild' | 'cancel' | 'rollback', revision?: number): Promise<IEnvironment> {
-    return this.request('POST', `environments/${name}/actions`, revision === undefined ? { action } : { action, revision });
+  action(name: string, action: 'rebuild' | 'cancel' | 'rollback' | 'pin', revision?: number, dryRun = false): Promise<IDryRun> {
+    return this.request('POST', `environments/${name}/actions`, revision === undefined ? { action } : { action, revision }, dryRun ? { dry_run: '1' } : {});
+  }
+
+  /** Disk use and who uses an environment (kernels running now, starts of the last days). */
+  envUsage(name: string): Promise<IEnvUsage> {
+    return this.request('GET', `environments/${name}/usage`);
+  }
+
+  /** Names (and their versions) that the configured index offers, starting with `query`. */
+  async searchPackages(query: string): Promise<IPackageHit[]> {
+    return (await this.request<{ packages: IPackageHit[] }>('GET', 'package-search', undefined, { q: query })).packages;
   }
 
   /** A new environment with the same inputs, in the source's namespace and cluster (the query names the source). */

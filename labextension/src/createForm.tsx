@@ -5,8 +5,8 @@
  */
 import * as React from 'react';
 
-import { ApiError, IEnvironment, IEnvRequest, IInfo, ISpec, Manager } from './api';
-import { clusterOf, EnvironmentsModel, mergePackages } from './model';
+import { ApiError, IChanges, IDryRun, IEnvironment, IEnvRequest, IInfo, IPackageHit, ISpec, Manager } from './api';
+import { clusterOf, EnvironmentsModel, isNamespaceRefusal, mergePackages } from './model';
 import { IFormState, pairsToObject, rowOf, validateForm } from './validation';
 
 const HINTS: Record<Manager, string> = {
@@ -40,18 +40,81 @@ function ErrorText(props: { id: string; error?: string }): JSX.Element | null {
 }
 
 /** One labelled control (input, select, textarea) with its problem under it. */
-function Field(props: { id: string; label: string; error?: string; children: React.ReactElement }): JSX.Element {
+function Field(props: { id: string; label: string; error?: string; hint?: string; children: React.ReactElement }): JSX.Element {
+  const described = [props.hint ? `${props.id}-hint` : '', props.error ? `${props.id}-error` : ''].filter(Boolean).join(' ');
   const control = React.cloneElement(props.children, {
     id: props.id,
     'aria-invalid': !!props.error,
-    'aria-describedby': props.error ? `${props.id}-error` : undefined
+    'aria-describedby': described || undefined
   });
   return (
     <div className="jp-envmgr-field">
       <label htmlFor={props.id}>{props.label}</label>
+      {props.hint && <div className="jp-envmgr-hint" id={`${props.id}-hint`}>{props.hint}</div>}
       {control}
       <ErrorText id={props.id} error={props.error} />
     </div>
+  );
+}
+
+/** The requirement name being typed on the line at `caret`, if that line is nothing but the start of a name. */
+export function typedName(text: string, caret: number): { name: string; start: number; end: number } | null {
+  const start = text.lastIndexOf('\n', caret - 1) + 1;
+  const endAt = text.indexOf('\n', caret);
+  const end = endAt < 0 ? text.length : endAt;
+  const line = text.slice(start, end);
+  const match = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*$/.exec(line);
+  return match && match[1].length >= 2 ? { name: match[1], start, end } : null;
+}
+
+/** The line `name==version` in place of the name being typed. */
+export function withPick(text: string, at: { start: number; end: number }, name: string, version: string): string {
+  const line = version ? `${name}==${version}` : name;
+  const rest = text.slice(at.end);
+  return text.slice(0, at.start) + line + (rest.startsWith('\n') ? rest : '\n' + rest);
+}
+
+/** Names and versions from the configured index while a requirement name is typed (debounced; the newest answer wins). */
+function usePackageSearch(model: EnvironmentsModel, query: string, enabled: boolean): { hits: IPackageHit[]; error: string; pending: boolean } {
+  const [state, setState] = React.useState<{ query: string; hits: IPackageHit[]; error: string }>({ query: '', hits: [], error: '' });
+  const latest = React.useRef(query);
+  latest.current = query;
+  React.useEffect(() => {
+    if (!enabled || !query) {
+      return;
+    }
+    const timer = setTimeout(() => {
+      model.api.searchPackages(query).then(
+        hits => latest.current === query && setState({ query, hits, error: '' }),
+        e => latest.current === query && setState({ query, hits: [], error: (e as ApiError).status === 404 ? '' : (e as Error).message })
+      );
+    }, 250);
+    return () => clearTimeout(timer);
+  }, [query, enabled]);
+  return state.query === query ? { ...state, pending: false } : { hits: [], error: '', pending: enabled && !!query };
+}
+
+/** What a dry run says a save would change, against the serving lock: downgrades and major upgrades stand out. */
+export function ChangesList(props: { changes: IChanges }): JSX.Element {
+  const { python, packages } = props.changes;
+  if (!python && !packages.length) {
+    return <p className="jp-envmgr-hint" id="envmgr-changes">Nothing would change in the installed packages.</p>;
+  }
+  return (
+    <section id="envmgr-changes" aria-label="What would change" className="jp-envmgr-changes">
+      <h4>What would change (resolved, not installed)</h4>
+      <ul className="jp-envmgr-diff">
+        {python && <li className="jp-envmgr-diff-major">Python {python.from} → {python.to}</li>}
+        {packages.map(c => (
+          <li key={c.name} data-change={c.change} data-major={c.major}
+            className={`jp-envmgr-diff-${c.change === 'upgraded' || c.change === 'downgraded' ? 'changed' : c.change}${c.change === 'downgraded' || c.major ? ' jp-envmgr-diff-major' : ''}`}>
+            {c.change === 'added' ? '+' : c.change === 'removed' ? '−' : c.change === 'downgraded' ? '↓' : '↑'} {c.name}{' '}
+            {c.from ?? ''}{c.from && c.to ? ' → ' : ''}{c.to ?? ''}
+            {c.change === 'downgraded' ? ' (downgrade)' : ''}{c.major ? ' (major)' : ''}{c.requested ? '' : ' · dependency'}
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }
 
@@ -234,12 +297,46 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     ? ''
     : 'not available: this server has no conda solver right now (GET /info does not list conda)';
   const base = React.useMemo(() => initialForm(info, model.namespace, props.initial), [props.initial]);
-  const [form, setForm] = React.useState<IForm>(() => initialForm(info, model.namespace, { ...props.initial, ...props.proposed }));
+  // Closing without saving keeps what was typed: reopening the form (or Edit) starts from that draft.
+  const draftKey = editing ? `edit:${env.namespace}/${env.name}` : props.initial ? '' : 'create';
+  const draft = draftKey && !props.proposed ? (model.drafts.get(draftKey) as IForm | undefined) : undefined;
+  const [form, setForm] = React.useState<IForm>(() => draft ?? initialForm(info, model.namespace, { ...props.initial, ...props.proposed }));
+  const [fromDraft, setFromDraft] = React.useState(!!draft);
+  const pristine = React.useMemo(() => JSON.stringify(initialForm(info, model.namespace, props.initial)), [props.initial]);
+  React.useEffect(() => {
+    if (draftKey && JSON.stringify(form) !== pristine) {
+      model.drafts.set(draftKey, form);
+    } else if (draftKey) {
+      model.drafts.delete(draftKey);
+    }
+  }, [form]);
+  const clearDraft = () => {
+    if (draftKey) {
+      model.drafts.delete(draftKey);
+    }
+  };
+  const packagesRef = React.useRef<HTMLTextAreaElement>(null);
+  const [caret, setCaret] = React.useState(-1);
+  const typing = form.manager === 'pip' && caret >= 0 ? typedName(form.packages, caret) : null;
+  const search = usePackageSearch(model, typing?.name ?? '', !!typing);
+  const pick = (hit: IPackageHit, version: string) => {
+    if (!typing) {
+      return;
+    }
+    const packages = withPick(form.packages, typing, hit.name, version);
+    update({ packages });
+    const at = typing.start + (version ? `${hit.name}==${version}` : hit.name).length + 1;
+    setCaret(-1);
+    requestAnimationFrame(() => {
+      packagesRef.current?.focus();
+      packagesRef.current?.setSelectionRange(at, at);
+    });
+  };
   const [submitError, setSubmitError] = React.useState<{ field: string; message: string; reason?: string } | null>(null);
   const [busy, setBusy] = React.useState(false);
   const [tried, setTried] = React.useState(false);
   const changes = editing ? changedFields(base, form) : {};
-  const dry = useDryRun<IEnvironment>(
+  const dry = useDryRun<IDryRun>(
     JSON.stringify(editing ? changes : toSpec(form)),
     model.api.dryRuns && (!editing || Object.keys(changes).length > 0),
     () => (editing ? model.api.update(env.name, changes, true) : model.api.create(toSpec(form), true))
@@ -248,14 +345,15 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
   const errors: Record<string, string> = { ...problems };
   const server = submitError ?? (dry.error ? { field: dry.error.field || 'form', message: dry.error.message, reason: dry.error.reason } : null);
   // The namespace is not the user's to write: a create would be refused, a request may be granted.
-  const mayRequest = !editing && !!props.onRequested && server?.reason === 'forbidden' && !Object.keys(problems).length;
-  if (server) {
-    errors[SHOWN_FIELDS.includes(server.field) ? server.field : 'form'] = server.message;
+  // Only the namespace's write permission can be granted by a request: a policy's refusal (an index URL, an option line) cannot.
+  const namespaceRefused = !editing && !!server && server.reason === 'forbidden' && isNamespaceRefusal({ ...server, field: server.field === 'form' ? null : server.field });
+  const mayRequest = namespaceRefused && !!props.onRequested && !Object.keys(problems).length;
+  if (server && !mayRequest) {
+    errors[SHOWN_FIELDS.includes(server.field) ? server.field : 'form'] = model.withNames(server.message);
   }
   if (!form.name && !tried && !editing) {
     delete errors.name; // not a mistake yet: the user has not reached the name
   }
-  const blocked = Object.keys(problems).length > 0 || !!server; // until the user changes what the server refused
   const update = (next: Partial<IForm>) => {
     setForm(current => ({ ...current, ...next }));
     setSubmitError(null);
@@ -273,6 +371,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     try {
       const done = editing ? await model.api.update(env.name, changes) : await model.api.create(toSpec(form));
       setBusy(false);
+      clearDraft();
       await props.onDone(done);
     } catch (e) {
       const error = e as ApiError;
@@ -285,6 +384,7 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
     try {
       const done = await model.requestEnvironment(toSpec(form));
       setBusy(false);
+      clearDraft();
       await props.onRequested?.(done);
     } catch (e) {
       const error = e as ApiError; // the same 4xx as a create, now about the fields
@@ -294,6 +394,23 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
   };
   const clusters = info.clusters || [];
   const namespaces = namespacesOf(info, form.cluster);
+  const problemCount = Object.keys(problems).filter(k => k !== 'name' || form.name || tried || editing).length;
+  // Why Save or Create cannot be pressed now, said beside it.
+  const why = editing && !Object.keys(changes).length ? 'Nothing to save yet: change a field.'
+    : !editing && !form.name ? 'Enter a name to create.'
+    : problemCount ? `Fix ${problemCount === 1 ? 'the field' : `the ${problemCount} fields`} marked above.`
+    : mayRequest ? `You may not create in ${form.namespace}: request it below.`
+    : server ? 'Change what the server refused (above).'
+    : '';
+  const moveHits = (e: React.KeyboardEvent<HTMLElement>) => {
+    const items = [...e.currentTarget.querySelectorAll<HTMLElement>('button, select')];
+    const at = items.indexOf(document.activeElement as HTMLElement);
+    const next = e.key === 'ArrowDown' ? at + 1 : e.key === 'ArrowUp' ? at - 1 : null;
+    if (next !== null && at >= 0) {
+      e.preventDefault();
+      (next < 0 ? packagesRef.current : items[Math.min(items.length - 1, next)])?.focus();
+    }
+  };
 
   return (
     <form className="jp-envmgr-form" aria-label={editing ? `Edit ${env.name}` : 'Create an environment'}
@@ -321,8 +438,8 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
         <div className="jp-envmgr-column">
           {!editing && (
             <>
-              <Field id="envmgr-name" label="Name" error={errors.name}>
-                <input value={form.name} placeholder="torch-cpu" autoFocus onChange={e => update({ name: e.target.value })} />
+              <Field id="envmgr-name" label="Name" error={errors.name} hint="lowercase letters, digits and -, e.g. torch-cpu">
+                <input value={form.name} autoFocus onChange={e => update({ name: e.target.value })} />
               </Field>
               {clusters.length > 1 && (
                 <Field id="envmgr-cluster" label="Cluster" error={errors.cluster}>
@@ -363,9 +480,61 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
             </Group>
           )}
           <Field id="envmgr-packages" label={form.manager === 'pip' ? 'Packages (requirements.txt)' : 'Packages (environment.yaml)'} error={errors.packages}>
-            <textarea rows={8} value={form.packages} placeholder={HINTS[form.manager]} spellCheck={false}
-              onChange={e => update({ packages: e.target.value })} />
+            <textarea rows={8} value={form.packages} placeholder={HINTS[form.manager]} spellCheck={false} ref={packagesRef}
+              aria-controls={typing ? 'envmgr-package-hits' : undefined}
+              onChange={e => {
+                update({ packages: e.target.value });
+                setCaret(e.target.selectionStart ?? -1);
+              }}
+              onSelect={e => setCaret((e.target as HTMLTextAreaElement).selectionStart ?? -1)}
+              onKeyDown={e => {
+                if (e.key === 'ArrowDown' && typing && search.hits.length && e.altKey) {
+                  e.preventDefault();
+                  document.querySelector<HTMLElement>('#envmgr-package-hits button')?.focus();
+                }
+              }}
+              onBlur={e => {
+                if (!(e.relatedTarget && (e.relatedTarget as HTMLElement).closest('#envmgr-package-hits'))) {
+                  setCaret(-1);
+                }
+              }} />
           </Field>
+          {typing && (search.hits.length > 0 || search.error) && (
+            <div id="envmgr-package-hits" className="jp-envmgr-package-hits" role="group" aria-label={`Packages matching ${typing.name}`}
+              onKeyDown={e => {
+                if (e.key === 'Escape') {
+                  e.preventDefault();
+                  e.stopPropagation();
+                  setCaret(-1);
+                  packagesRef.current?.focus();
+                } else {
+                  moveHits(e);
+                }
+              }}>
+              {search.error ? <div className="jp-envmgr-hint" role="status">package search: {search.error}</div> : (
+                <>
+                  <div className="jp-envmgr-hint" role="status">{search.hits.length} from the index (Alt+Down to reach them):</div>
+                  <ul>
+                    {search.hits.map(hit => (
+                      <li key={hit.name}>
+                        <button type="button" className="jp-envmgr-hit" onClick={() => pick(hit, hit.versions[0] ?? '')}
+                          onBlur={e => !(e.relatedTarget && (e.relatedTarget as HTMLElement).closest('#envmgr-package-hits, .jp-envmgr-form textarea')) && setCaret(-1)}>
+                          <b>{hit.name}</b> {hit.versions[0] ?? ''}
+                        </button>
+                        {hit.versions.length > 1 && (
+                          <select aria-label={`Other versions of ${hit.name}`} value="" onChange={e => e.target.value && pick(hit, e.target.value)}
+                            onBlur={e => !(e.relatedTarget && (e.relatedTarget as HTMLElement).closest('#envmgr-package-hits, .jp-envmgr-form textarea')) && setCaret(-1)}>
+                            <option value="">other versions…</option>
+                            {hit.versions.slice(1).map(v => <option key={v} value={v}>{v}</option>)}
+                          </select>
+                        )}
+                      </li>
+                    ))}
+                  </ul>
+                </>
+              )}
+            </div>
+          )}
           <div className="jp-envmgr-hint">Always installed: {(info.base_packages[form.manager] || []).join(', ') || 'nothing'}</div>
           {presets.length > 0 && (
             <Field id="envmgr-preset" label="Add a set of packages">
@@ -423,8 +592,8 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
       </div>
       <ErrorText id="envmgr-form" error={errors.form} />
       {mayRequest && (
-        <div className="jp-envmgr-request-offer">
-          <p className="jp-envmgr-hint">You may ask for it instead: a request keeps these fields, and someone who may write namespace {form.namespace} approves or rejects it.</p>
+        <div className="jp-envmgr-request-offer" role="status" id="envmgr-request-offer">
+          <p>{model.user?.display_name || 'You'} may read namespace {form.namespace} but not create environments in it. Request it instead: a request keeps these fields, and someone who may write {form.namespace} approves or rejects it.</p>
           <button type="button" className="jp-mod-styled jp-mod-accept" disabled={busy} onClick={() => void request()}>
             {busy ? 'Requesting…' : 'Request it'}
           </button>
@@ -437,11 +606,27 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
             : 'Saving changes metadata only: no rebuild, kernels are not affected.'}
         </div>
       )}
+      {editing && rebuilds && dry.result?.changes && <ChangesList changes={dry.result.changes} />}
+      {fromDraft && (
+        <div className="jp-envmgr-hint" role="status">
+          Restored what you typed before this form was closed.{' '}
+          <button type="button" className="jp-mod-styled" onClick={() => {
+            clearDraft();
+            setFromDraft(false);
+            setSubmitError(null);
+            setForm(initialForm(info, model.namespace, props.initial));
+          }}>Start over</button>
+        </div>
+      )}
       <div className="jp-envmgr-actions">
-        <button className="jp-mod-styled jp-mod-accept" type="submit" disabled={blocked || busy || (editing && !Object.keys(changes).length)}>
+        <button className="jp-mod-styled jp-mod-accept" type="submit" disabled={!!why || busy} aria-describedby={why ? 'envmgr-submit-why' : undefined}>
           {busy ? (editing ? 'Saving…' : 'Creating…') : editing ? (rebuilds ? `Save and build revision ${nextRevision}` : 'Save') : 'Create'}
         </button>
-        <button type="button" className="jp-mod-styled" onClick={props.onCancel}>{editing ? 'Discard' : 'Cancel'}</button>
+        <button type="button" className="jp-mod-styled" onClick={() => {
+          clearDraft();
+          props.onCancel();
+        }}>{editing ? 'Discard' : 'Cancel'}</button>
+        {why && !busy && <span className="jp-envmgr-hint" id="envmgr-submit-why">{why}</span>}
         {dry.pending && <span className="jp-envmgr-hint" aria-live="polite">checking…</span>}
       </div>
     </form>

@@ -18,10 +18,10 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ApiError, IAudit, IEnvironment, IPackage, IRevision, ISpec, IUsage } from './api';
+import { ApiError, IAudit, IEnvironment, IEnvUsage, IPackage, IRevision, ISpec, IUsage } from './api';
 import { SpecForm } from './createForm';
 import { settleFocus } from './focus';
-import { diffLocks, EnvironmentsModel, fixedPackages, requestedNames } from './model';
+import { diffLocks, EnvironmentsModel, fixedPackages, oneLine, requestedNames, usageSentence } from './model';
 import { useModel } from './panel';
 import { AuditBadge, StatusBadge } from './status';
 
@@ -35,8 +35,10 @@ export interface IViewActions {
   showInList: (name: string) => void;
   /** The environment is gone (deleted here or elsewhere). */
   closed: () => void;
-  /** The name of a copy, asked of the user (null: they cancelled). */
-  askCloneName: (name: string) => Promise<string | null>;
+  /** A copy made under a name asked of the user, asked again while the server refuses it (null: they cancelled). */
+  cloneWithName: (name: string) => Promise<IEnvironment | null>;
+  /** Ask before a rollback, saying who uses the environment. */
+  confirmRollback: (name: string, revision: number, serving: number | null) => Promise<boolean>;
   /** Open another environment's view (a copy just made). */
   open: (name: string) => void;
 }
@@ -88,6 +90,15 @@ function Pairs(props: { pairs: Record<string, string> }): JSX.Element {
   ) : <span className="jp-envmgr-none">none</span>;
 }
 
+/** The newest revision there is (after a rollback the record's `revision` is the one rolled back to, not the newest). */
+function latestLine(env: IEnvironment, revisions: IRevision[]): string {
+  const newest = revisions.reduce<IRevision | null>((a, r) => (!a || r.revision > a.revision ? r : a), null);
+  if (newest && newest.revision > env.revision) {
+    return `${newest.revision} (${newest.status}); revision ${env.revision} was rolled back to`;
+  }
+  return `${env.revision} (${env.status})`;
+}
+
 export const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 export const when = (stamp: string | null | undefined) => (stamp ? new Date(stamp).toLocaleString() : '—');
@@ -134,13 +145,13 @@ function Overview(props: { model: EnvironmentsModel; env: IEnvironment; revision
         <Fact term="Python">{env.python}</Fact>
         <Fact term="Manager">{env.manager}</Fact>
         <Fact term="Serving">{env.ready_revision === null ? 'no ready revision yet' : `revision ${env.ready_revision}`}</Fact>
-        <Fact term="Latest revision">{`${env.revision} (${env.status})`}</Fact>
+        <Fact term="Latest revision">{latestLine(env, props.revisions)}</Fact>
         <Fact term="Kernel">{env.kernel_name || '—'}</Fact>
         <Fact term="Owner">{model.ownerName(env.owner)}</Fact>
         <Fact term="Namespace">{env.namespace}</Fact>
         {env.cluster && model.clustered && <Fact term="Cluster">{env.cluster}</Fact>}
         <Fact term="Storage">{env.storage}</Fact>
-        <Fact term="GPUs">{env.gpu}</Fact>
+        <Fact term="GPUs (for builds on a cluster)">{env.gpu}{model.info?.backend === 'local' ? ' (the local backend builds without GPUs: this only matters on Kubernetes)' : ''}</Fact>
         <Fact term="Created">{when(env.created)}</Fact>
         <Fact term="Updated">{when(env.updated)}</Fact>
         <Fact term="Prefix"><code>{env.prefix}</code></Fact>
@@ -197,40 +208,77 @@ function Findings(props: { audit: IAudit; propose: () => void }): JSX.Element {
   );
 }
 
+/** A package's role: the server's marks (`requested`, `base`) when it sends them, else worked out from the spec (older servers). */
+export function packageRole(p: IPackage, requested: Set<string>, base: Set<string>): 'requested' | 'base' | 'dependency' {
+  const key = p.name.toLowerCase().replace(/[-_.]+/g, '-');
+  if (p.requested !== undefined || p.base !== undefined) {
+    return p.requested ? 'requested' : p.base ? 'base' : 'dependency';
+  }
+  return requested.has(key) ? 'requested' : base.has(key) ? 'base' : 'dependency';
+}
+
+/** The requirement lines of a spec by normalized name (`numpy==2.1.*`), to show beside the installed version. */
+export function specifiers(manager: string, text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = manager === 'conda'
+    ? text.split('\n').filter(l => /^\s*-\s/.test(l) && !l.trim().endsWith(':')).map(l => l.replace(/^\s*-\s*/, ''))
+    : text.split('\n');
+  for (const raw of lines) {
+    const line = raw.split('#')[0].split(';')[0].replace(/\s+--hash\S*/g, '').trim();
+    const match = /^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$/.exec(line);
+    if (match && !line.startsWith('-')) {
+      out.set(match[1].toLowerCase().replace(/[-_.]+/g, '-'), match[3].trim());
+    }
+  }
+  return out;
+}
+
 function Packages(props: { model: EnvironmentsModel; env: IEnvironment; packages: IPackage[] | null; serving: string; propose: (spec: Partial<ISpec>) => void }): JSX.Element {
   const { env, model } = props;
   const [query, setQuery] = React.useState('');
-  const requested = requestedNames(env.manager, env.packages);
+  const requested = requestedNames(env.manager, props.serving);
+  const asked = specifiers(env.manager, props.serving);
   const base = new Set(env.base_packages.map(n => n.toLowerCase().replace(/[-_.]+/g, '-')));
-  const role = (p: IPackage) => {
-    const key = p.name.toLowerCase().replace(/[-_.]+/g, '-');
-    return p.requested || requested.has(key) ? 'requested' : base.has(key) ? 'base' : 'dependency';
-  };
-  const rows = (props.packages || [])
+  const role = (p: IPackage) => packageRole(p, requested, base);
+  const all = props.packages || [];
+  const rows = all
     .filter(p => p.name.toLowerCase().includes(query.trim().toLowerCase()))
     .sort((a, b) => Number(role(b) === 'requested') - Number(role(a) === 'requested') || a.name.localeCompare(b.name));
   const audit = model.audits.get(env.name);
+  const marked = all.some(p => p.required_by !== undefined);
+  const source = (p: IPackage) => p.source || (env.manager === 'conda' ? 'conda channel' : env.index_urls.length ? '' : 'default index');
+  const showSource = all.some(p => source(p));
   return (
     <div className="jp-envmgr-packages">
       {audit && (
         <Findings audit={audit} propose={() => props.propose({ packages: fixedPackages(env.manager, props.serving, audit) })} />
       )}
-      <h4>Installed in revision {env.ready_revision ?? '—'} ({props.packages?.length ?? 0}, {rows.filter(p => role(p) === 'requested').length} requested)</h4>
+      <h4>Installed in revision {env.ready_revision ?? '—'}: {all.length} packages, {all.filter(p => role(p) === 'requested').length} requested</h4>
       <input type="search" aria-label="Search packages" placeholder="search packages" value={query} onChange={e => setQuery(e.target.value)} />
+      {query.trim() && <span className="jp-envmgr-hint" role="status"> {rows.length} of {all.length} match</span>}
       {props.packages === null ? (
         <p>loading…</p>
       ) : (
         <table className="jp-envmgr-table" aria-label="Installed packages">
-          <thead><tr><th>name</th><th>version</th><th>why</th><th>source</th></tr></thead>
+          <thead><tr><th>name</th><th>installed</th><th>asked for</th><th>why</th><th>required by</th>{showSource && <th>source</th>}</tr></thead>
           <tbody>
-            {rows.map(p => (
-              <tr key={p.name} data-role={role(p)} className={role(p) === 'requested' ? 'jp-envmgr-requested' : undefined}>
-                <td>{p.name}</td>
-                <td>{p.version}</td>
-                <td>{role(p)}</td>
-                <td>{p.source || (env.manager === 'pip' ? (env.index_urls.length ? 'index (default or extra)' : 'default index') : '')}</td>
-              </tr>
-            ))}
+            {rows.map(p => {
+              const key = p.name.toLowerCase().replace(/[-_.]+/g, '-');
+              const spec = p.specifier ?? (role(p) === 'requested' ? asked.get(key) : undefined);
+              return (
+                <tr key={p.name} data-role={role(p)} data-name={key} className={role(p) === 'requested' ? 'jp-envmgr-requested' : undefined}>
+                  <td>{p.name}</td>
+                  <td>{p.version}</td>
+                  <td>{spec === undefined ? '' : spec || 'any version'}</td>
+                  <td>{role(p)}</td>
+                  <td className="jp-envmgr-required-by">
+                    {p.required_by === undefined ? (marked ? '' : <span className="jp-envmgr-none">not known</span>)
+                      : p.required_by.length ? p.required_by.join(', ') : <span className="jp-envmgr-none">nothing</span>}
+                  </td>
+                  {showSource && <td>{source(p)}</td>}
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       )}
@@ -238,7 +286,7 @@ function Packages(props: { model: EnvironmentsModel; env: IEnvironment; packages
   );
 }
 
-function Revisions(props: { model: EnvironmentsModel; env: IEnvironment; revisions: IRevision[]; act: (what: () => Promise<unknown>) => void }): JSX.Element {
+function Revisions(props: { model: EnvironmentsModel; env: IEnvironment; revisions: IRevision[]; act: (what: () => Promise<unknown>) => void; rollback: (revision: number) => void }): JSX.Element {
   const { env, revisions } = props;
   const building = env.status === 'pending' || env.status === 'warming';
   const ids = revisions.filter(r => r.lock).map(r => r.revision); // only built revisions have a lock
@@ -268,7 +316,7 @@ function Revisions(props: { model: EnvironmentsModel; env: IEnvironment; revisio
               <td>{when(r.finished)}</td>
               <td>
                 {r.status === 'ready' && !r.current && (
-                  <button className="jp-mod-styled" disabled={building} onClick={() => props.act(() => props.model.api.action(env.name, 'rollback', r.revision))}>
+                  <button className="jp-mod-styled jp-envmgr-rollback" disabled={building} onClick={() => props.rollback(r.revision)}>
                     Roll back to {r.revision}
                   </button>
                 )}
@@ -401,6 +449,43 @@ function UseElsewhere(props: { env: IEnvironment; usage: IUsage | null | undefin
   );
 }
 
+/** Who uses the environment: kernels running now and the starts of the last days (`/usage` `kernels`, `recent`). */
+function WhoUses(props: { model: EnvironmentsModel; usage: IEnvUsage | null }): JSX.Element | null {
+  const { usage, model } = props;
+  if (!usage) {
+    return null;
+  }
+  const rows = (list: IEnvUsage['kernels'], label: string) => (
+    <table className="jp-envmgr-table" aria-label={label}>
+      <thead><tr><th>user</th><th>notebook</th><th>revision</th><th>started</th><th>last activity</th></tr></thead>
+      <tbody>
+        {(list || []).map((u, i) => (
+          <tr key={`${u.user}/${u.notebook}/${u.started}/${i}`}>
+            <td>{model.ownerName(u.user)}</td>
+            <td><code>{u.notebook}</code></td>
+            <td>{u.revision}</td>
+            <td>{when(u.started)}</td>
+            <td>{when(u.last_activity)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+  return (
+    <section className="jp-envmgr-usage" aria-label="Who uses it">
+      <h4>Who uses it</h4>
+      <p>{usageSentence(usage)}{usage.last_used ? ` · last used ${when(usage.last_used)}` : ''}</p>
+      {usage.kernels && usage.kernels.length > 0 && rows(usage.kernels, 'Kernels running now')}
+      {usage.recent && usage.recent.length > 0 && (
+        <details>
+          <summary>Kernel starts kept ({usage.recent.length})</summary>
+          {rows(usage.recent, 'Recent kernel starts')}
+        </details>
+      )}
+    </section>
+  );
+}
+
 function Resources(props: { env: IEnvironment; kernelEnv: Record<string, string> | null; usage: IUsage | null | undefined | string }): JSX.Element {
   const { env } = props;
   const set = Object.fromEntries(Object.entries(props.kernelEnv || {}).filter(([k]) => !(k in env.env_vars) && k !== 'PYTHONPATH'));
@@ -428,6 +513,8 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
   const [error, setError] = React.useState('');
   const [proposal, setProposal] = React.useState<Partial<ISpec> | null>(null);
   const [usage, setUsage] = React.useState<IUsage | null | undefined | string>(undefined);
+  const [use, setUse] = React.useState<IEnvUsage | null>(null);
+  const [outcome, setOutcome] = React.useState('');
   const key = env ? `${env.status}/${env.revision}/${env.ready_revision}` : '';
   const serving = env ? `${env.ready_revision}/${env.kernel_name}` : '';
   React.useEffect(() => {
@@ -441,7 +528,9 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
     }
     void model.api.packages(name).then(setPackages, () => setPackages([]));
     void model.api.revisions(name).then(setRevisions, () => setRevisions([]));
+    void model.api.envUsage(name).then(setUse, () => setUse(null));
   }, [key]);
+
   const gone = !env && !elsewhere && !model.deleting.has(name);
   React.useEffect(() => {
     if (gone && model.info) {
@@ -461,14 +550,28 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
   }
   const building = env.status === 'pending' || env.status === 'warming';
   const deleting = model.deleting.has(name);
-  const act = async (what: () => Promise<unknown>) => {
+  /** Run an action; its outcome is said in the header (what happened), or its refusal (what to do). */
+  const act = async (what: () => Promise<unknown>, said?: (result: unknown) => string) => {
     setError('');
+    setOutcome('');
     try {
-      await what();
+      const result = await what();
+      if (said) {
+        setOutcome(said(result));
+      }
     } catch (e) {
-      setError((e as ApiError).message);
+      setError(model.withNames((e as ApiError).message));
     }
   };
+  const rollback = (revision: number) => void act(async () => {
+    if (!(await actions.confirmRollback(name, revision, env.ready_revision))) {
+      return null;
+    }
+    const done = await model.api.action(name, 'rollback', revision);
+    model.apply({ type: 'upsert', environment: done });
+    return done;
+  }, done => (done ? `Rolled back to ${revision}: new kernels start on revision ${revision}; running kernels keep theirs until they restart.` : ''));
+  const firstFailure = env.ready_revision === null && (env.status === 'failed' || env.status === 'cancelled');
   const idBase = `envmgr-view-${env.namespace}-${name}`;
   return (
     <div className="jp-envmgr-view" aria-label={`Environment ${name}`}>
@@ -478,24 +581,30 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
         <AuditBadge audit={model.audits.get(name)} />
         {deleting && <span className="jp-envmgr-notice" role="status">Deleting… (cancelling any build, removing the kernel and files)</span>}
       </div>
+      {firstFailure && (
+        <p className="jp-envmgr-notice jp-envmgr-notice-failed jp-envmgr-reason-top" role="status">
+          Revision {env.revision} {env.status}{env.message ? `: ${oneLine(env.message)}` : ''}{env.status === 'failed' ? ' (the full output is in the Build log)' : ''}
+        </p>
+      )}
+      {outcome && <p className="jp-envmgr-outcome" role="status">{outcome}</p>}
       {env.description && <p className="jp-envmgr-description">{env.description}</p>}
       <div className="jp-envmgr-actions jp-Toolbar" role="toolbar" aria-label="Actions">
         <ToolbarButtonComponent icon={notebookIcon} label="New notebook" tooltip={env.kernel_name ? `New notebook on ${env.kernel_name}` : 'No revision is ready yet'}
           enabled={!!env.kernel_name && !deleting} onClick={() => env.kernel_name && actions.openNotebook(env.kernel_name)} />
         <ToolbarButtonComponent icon={refreshIcon} label="Rebuild" tooltip="Build the same inputs again as a new revision"
-          enabled={!building && !deleting} onClick={() => void act(() => model.api.action(name, 'rebuild'))} />
+          enabled={!building && !deleting} onClick={() => void act(() => model.api.action(name, 'rebuild'), r => `Rebuild started: revision ${(r as IEnvironment).revision} builds; revision ${env.ready_revision ?? '—'} keeps serving until it is ready.`)} />
         <ToolbarButtonComponent icon={stopIcon} label="Cancel build" tooltip="Stop the build of the latest revision"
-          enabled={building && !deleting} onClick={() => void act(() => model.api.action(name, 'cancel'))} />
+          enabled={building && !deleting} onClick={() => void act(() => model.api.action(name, 'cancel'), () => `Cancelled the build of revision ${env.revision}.`)} />
         <ToolbarButtonComponent icon={downloadIcon} label="Lock" tooltip="Download the pinned lock of the serving revision"
           enabled={!!env.ready_revision} onClick={() => void act(async () => actions.download(`${name}.lock.txt`, await model.api.exportText(name, 'requirements')))} />
         <ToolbarButtonComponent icon={downloadIcon} label="Spec" tooltip="Download the inputs as JSON (re-importable)"
           onClick={() => void act(async () => actions.download(`${name}.json`, await model.api.exportText(name, 'spec')))} />
         <ToolbarButtonComponent icon={copyIcon} label="Clone" tooltip="A new environment with the same inputs, in the same namespace and cluster"
           enabled={!deleting} onClick={() => void act(async () => {
-            const copy = await actions.askCloneName(name);
+            const copy = await actions.cloneWithName(name);
             if (copy) {
-              model.apply({ type: 'upsert', environment: await model.api.clone(name, copy) });
-              actions.open(copy);
+              model.apply({ type: 'upsert', environment: copy });
+              actions.open(copy.name);
             }
           })} />
         <ToolbarButtonComponent icon={deleteIcon} label="Delete" tooltip="Delete the environment, its kernel and every revision"
@@ -517,9 +626,10 @@ function View(props: { model: EnvironmentsModel; name: string; namespace: string
             props.setTab('Overview');
           }} />
         )}
-        {props.tab === 'Revisions' && <Revisions model={model} env={env} revisions={revisions} act={what => void act(what)} />}
+        {props.tab === 'Revisions' && <Revisions model={model} env={env} revisions={revisions} act={what => void act(what)} rollback={rollback} />}
         {props.tab === 'Build log' && <BuildLog model={model} env={env} revisions={revisions} />}
         {props.tab === 'Resources' && <Resources env={env} kernelEnv={env.kernel_name ? actions.kernelEnv(env.kernel_name) : null} usage={usage} />}
+        {props.tab === 'Overview' && <WhoUses model={model} usage={use} />}
       </div>
     </div>
   );

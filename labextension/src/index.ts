@@ -10,10 +10,11 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { addIcon, LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
+import { ApiError, EnvmgrApi, IEnvironment, ISpec, ITransport } from './api';
 import { CreateView, EnvironmentView, Tab } from './environmentView';
 import { RequestsView } from './requests';
-import { EnvironmentsModel, envKey, nameFromPath } from './model';
+import { EnvironmentsModel, envKey, nameFromPath, usageSentence } from './model';
+import { EnvironmentsTable } from './table';
 import { EnvironmentsPanel } from './panel';
 import { KernelRevisions } from './restartNotice';
 
@@ -34,6 +35,27 @@ namespace CommandIDs {
   export const openEnvironment = 'envmgr:open-environment';
   export const fromNotebook = 'envmgr:new-from-notebook';
   export const requests = 'envmgr:requests';
+  export const table = 'envmgr:table';
+}
+
+/** Who uses an environment, as the delete and rollback dialogs say it ('' when the server cannot tell). */
+async function usageLine(model: EnvironmentsModel, name: string): Promise<string> {
+  try {
+    return usageSentence(await model.api.envUsage(name));
+  } catch {
+    return '';
+  }
+}
+
+/** A dialog body of paragraphs (text only, never HTML). */
+function paragraphs(...lines: string[]): Widget {
+  const body = new Widget();
+  for (const line of lines.filter(Boolean)) {
+    const p = document.createElement('p');
+    p.textContent = line;
+    body.node.appendChild(p);
+  }
+  return body;
 }
 
 /** Requests through Jupyter's own connection settings: base URL, token or cookie + XSRF. */
@@ -184,7 +206,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const panel = new EnvironmentsPanel(model, {
       open: name => openEnvironment(name),
       create: () => openCreate(),
-      requests: () => openRequests()
+      requests: () => openRequests(),
+      table: () => openTable()
     });
     panel.id = 'jp-envmgr-panel';
     panel.title.icon = envmgrIcon;
@@ -203,14 +226,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!widget || widget.isDisposed) {
         const content = new EnvironmentView(model, name, {
           openNotebook: kernelName => void app.commands.execute('notebook:create-new', { kernelName }),
-          confirmDelete: async what =>
-            (
+          confirmDelete: async what => {
+            const used = await usageLine(model, what);
+            return (
               await showDialog({
                 title: `Delete ${what}?`,
-                body: 'This removes its kernel and every revision. Running kernels of it stop working.',
-                buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+                body: paragraphs(`${what} is ${used || 'in use by no kernel the server knows of'}.`,
+                  'Deleting removes its kernel and every revision. Running kernels of it stop working.'),
+                buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })],
+                defaultButton: 0 // Enter cancels; deleting takes a deliberate click or Tab
               })
-            ).button.accept,
+            ).button.accept;
+          },
+          confirmRollback: async (what, revision, serving) => {
+            const used = await usageLine(model, what);
+            return (
+              await showDialog({
+                title: `Roll back ${what} to revision ${revision}?`,
+                body: paragraphs(`${what} is ${used || 'in use by no kernel the server knows of'}.`,
+                  `New kernels will start on revision ${revision}${serving !== null ? ` instead of ${serving}` : ''}. Running kernels keep the revision they started with until they restart.`),
+                buttons: [Dialog.cancelButton(), Dialog.okButton({ label: `Roll back to ${revision}` })],
+                defaultButton: 0
+              })
+            ).button.accept;
+          },
           download,
           kernelEnv: kernelName => (specs.specs?.kernelspecs[kernelName]?.env as Record<string, string> | undefined) ?? null,
           showInList: what => {
@@ -221,8 +260,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
             views.get(key)?.dispose();
             showInList();
           },
-          askCloneName: async source =>
-            (await InputDialog.getText({ title: `Clone ${source}`, label: 'Name of the copy', text: `${source}-copy`, okLabel: 'Clone' })).value || null,
+          cloneWithName: async source => {
+            // A refused name asks again with the server's reason and the typed name kept, until a copy is made or the user cancels.
+            let text = `${source}-copy`;
+            let problem = '';
+            for (;;) {
+              const answer = await InputDialog.getText({
+                title: `Clone ${source}`,
+                label: problem ? `Name of the copy: ${problem}` : 'Name of the copy',
+                text,
+                okLabel: 'Clone'
+              });
+              if (!answer.button.accept || answer.value === null) {
+                return null;
+              }
+              text = answer.value;
+              try {
+                return await model.api.clone(source, text);
+              } catch (e) {
+                problem = model.withNames((e as ApiError).message);
+              }
+            }
+          },
           open: other => openEnvironment(other)
         });
         widget = mainAreaTab(content, `envmgr-view-${model.clustered ? model.cluster + '-' : ''}${model.namespace}-${name}`, name,
@@ -239,6 +298,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     let requestsWidget: MainAreaWidget<RequestsView> | null = null;
+    let tableWidget: MainAreaWidget<EnvironmentsTable> | null = null;
+
+    /** Every environment of the namespace as a sortable table in the main area. */
+    function openTable(): void {
+      if (!tableWidget || tableWidget.isDisposed) {
+        tableWidget = mainAreaTab(new EnvironmentsTable(model, name => openEnvironment(name)), 'envmgr-table', 'Environments', 'All environments as a table');
+        app.shell.add(tableWidget, 'main');
+      }
+      app.shell.activateById(tableWidget.id);
+      tableWidget.content.focusTitle();
+    }
 
     /** The requests, read again each time they are opened. */
     function openRequests(): void {
@@ -336,6 +406,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Requests for environments: approve, reject or withdraw',
       execute: () => openRequests()
     });
+    app.commands.addCommand(CommandIDs.table, {
+      label: 'Environments: Show as Table',
+      caption: 'All environments of the namespace as a sortable table in the main area',
+      execute: () => openTable()
+    });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Environments: Refresh',
       execute: () => model.refresh()
@@ -356,7 +431,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.refresh, CommandIDs.fromNotebook, CommandIDs.requests]) {
+    for (const command of [CommandIDs.open, CommandIDs.create, CommandIDs.table, CommandIDs.refresh, CommandIDs.fromNotebook, CommandIDs.requests]) {
       palette?.addItem({ command, category: 'Environments' });
     }
     app.contextMenu.addItem({ command: CommandIDs.fromNotebook, selector: '.jp-Notebook', rank: 90 });

@@ -5,7 +5,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, EnvmgrApi, IAudit, IChange, IEnvironment, IEnvRequest, IInfo, ISpec, IUsage, Manager, RequestAction } from './api';
+import { ApiError, EnvmgrApi, IAudit, IChange, IEnvironment, IEnvRequest, IEnvUsage, IInfo, ISpec, IUsage, Manager, RequestAction } from './api';
 
 export interface IFilter {
   text: string;
@@ -38,7 +38,73 @@ export function notice(env: IEnvironment): string {
     return '';
   }
   const what = env.status === 'warming' || env.status === 'pending' ? `building (${env.status})` : env.status;
-  return `revision ${env.revision} ${what}${env.message ? ': ' + oneLine(env.message) : ''}`;
+  return `update ${env.revision} ${what}${env.message ? ': ' + oneLine(env.message) : ''}`;
+}
+
+/**
+ * The status in words, the same everywhere (list, view, table, as the CLI and magics say it): "ready",
+ * "ready · update 3 failed", "ready · update 3 building", or the status of one with no serving revision.
+ */
+export function statusWords(env: IEnvironment): string {
+  const shown = shownStatus(env);
+  if (shown !== 'ready' || env.status === 'ready' || env.revision === env.ready_revision) {
+    return shown;
+  }
+  const what = env.status === 'warming' || env.status === 'pending' ? 'building' : env.status;
+  return `ready · update ${env.revision} ${what}`;
+}
+
+/** Whether the latest revision failed, serving or not (the "failed" filter finds both). */
+export function latestFailed(env: IEnvironment): boolean {
+  return env.status === 'failed';
+}
+
+/** The label filter's terms: `key`, `key=value`, several joined by commas (all must match); case-insensitive. */
+export function labelTerms(text: string): [string, string | undefined][] {
+  return text
+    .split(',')
+    .map(t => t.trim())
+    .filter(Boolean)
+    .map(t => {
+      const at = t.indexOf('=');
+      return (at < 0 ? [t.toLowerCase(), undefined] : [t.slice(0, at).trim().toLowerCase(), t.slice(at + 1).trim().toLowerCase()]) as [string, string | undefined];
+    });
+}
+
+export type SortKey = 'name' | 'status' | 'owner' | 'python' | 'size' | 'last_used' | 'updated';
+
+/** The order of the list and the table: by `key`, then by name; `sizes` and `lastUsed` come from `/usage`. */
+export function sortEnvironments(
+  environments: IEnvironment[],
+  key: SortKey,
+  descending = false,
+  extra: { sizes?: Map<string, number>; lastUsed?: Map<string, string | null>; owner?: (o: string) => string } = {}
+): IEnvironment[] {
+  const value = (e: IEnvironment): string | number => {
+    switch (key) {
+      case 'status':
+        return statusWords(e);
+      case 'owner':
+        return (extra.owner ? extra.owner(e.owner) : e.owner).toLowerCase();
+      case 'python':
+        return e.python;
+      case 'size':
+        return extra.sizes?.get(e.name) ?? -1;
+      case 'last_used':
+        return extra.lastUsed?.get(e.name) ?? '';
+      case 'updated':
+        return e.updated || '';
+      default:
+        return e.name;
+    }
+  };
+  const out = [...environments].sort((a, b) => {
+    const x = value(a);
+    const y = value(b);
+    const c = key === 'python' ? compareVersions(String(x), String(y)) : typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return c || a.name.localeCompare(b.name);
+  });
+  return descending ? out.reverse() : out;
 }
 
 /** A message as one line (the list shows one line; the full text stays in the view and the log). */
@@ -51,12 +117,12 @@ export function matches(env: IEnvironment, filter: IFilter): boolean {
   if (text && !`${env.name} ${env.description} ${env.packages}`.toLowerCase().includes(text)) {
     return false;
   }
-  if (filter.status && shownStatus(env) !== filter.status) {
+  if (filter.status && shownStatus(env) !== filter.status && !(filter.status === 'failed' && latestFailed(env))) {
     return false;
   }
-  if (filter.label.trim()) {
-    const [key, value] = filter.label.trim().split('=', 2);
-    if (!(key in env.labels) || (value !== undefined && env.labels[key] !== value)) {
+  const labels = new Map(Object.entries(env.labels).map(([k, v]) => [k.toLowerCase(), v.toLowerCase()]));
+  for (const [key, value] of labelTerms(filter.label)) {
+    if (!labels.has(key) || (value !== undefined && labels.get(key) !== value)) {
       return false;
     }
   }
@@ -177,6 +243,28 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+/** Bytes on disk of every kept revision (what `/usage` says the environment holds). */
+export function usageBytes(usage: IEnvUsage): number {
+  return usage.revisions.reduce((sum, r) => sum + (r.bytes || 0), 0);
+}
+
+/** Whether a 403 is the namespace's write permission (a request may be granted) and not a policy's refusal of a field. */
+export function isNamespaceRefusal(error: { status?: number; reason?: string; field?: string | null; message: string }): boolean {
+  return error.reason === 'forbidden' && (!error.field || error.field === 'namespace') && /may not (write|read) environments in namespace/.test(error.message);
+}
+
+/** "used by N notebooks of M users in the last 7 days; K kernels run now", from `/usage` (`recent`, `kernels`). */
+export function usageSentence(usage: IEnvUsage, days = 7, now = Date.now()): string {
+  const since = now - days * 86400_000;
+  const recent = (usage.recent || []).filter(u => Date.parse(u.started) >= since);
+  const notebooks = new Set(recent.map(u => `${u.user}\u0000${u.notebook}`)).size;
+  const users = new Set(recent.map(u => u.user)).size;
+  const running = usage.kernels ? usage.kernels.length : usage.running_kernels;
+  const n = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
+  const run = `${n(running, 'kernel')} ${running === 1 ? 'runs' : 'run'} now`;
+  return usage.recent ? `used by ${n(notebooks, 'notebook')} of ${n(users, 'user')} in the last ${days} days; ${run}` : run;
+}
+
 /** Open requests a user may decide: someone else's (the server shows others' requests only to writers of their namespace). */
 export function decidable(requests: IEnvRequest[], username: string | undefined): IEnvRequest[] {
   return requests.filter(r => r.status === 'requested' && r.requester !== username);
@@ -244,7 +332,68 @@ export class EnvironmentsModel {
   }
 
   get visible(): IEnvironment[] {
-    return this.environments.filter(env => matches(env, this.filter));
+    return sortEnvironments(this.environments.filter(env => matches(env, this.filter)), this.sort.key, this.sort.descending, {
+      sizes: new Map([...this.usages].map(([k, u]) => [k, usageBytes(u)])),
+      lastUsed: new Map([...this.usages].map(([k, u]) => [k, u.last_used])),
+      owner: o => this.ownerName(o)
+    });
+  }
+
+  /** The order of the list and the table (one choice for both). */
+  sort: { key: SortKey; descending: boolean } = { key: 'name', descending: false };
+
+  setSort(key: SortKey, descending?: boolean): void {
+    this.sort = { key, descending: descending ?? (this.sort.key === key ? !this.sort.descending : false) };
+    if ((key === 'size' || key === 'last_used') && !this.usages.size) {
+      void this.loadUsages();
+    }
+    this._changed.emit();
+  }
+
+  /** `/usage` answers by environment name: sizes, last use, kernels (the table reads them). */
+  usages = new Map<string, IEnvUsage>();
+
+  async loadUsages(): Promise<void> {
+    const names = this.environments.map(e => e.name);
+    await Promise.all(names.map(async name => {
+      try {
+        this.usages.set(name, await this.api.envUsage(name));
+      } catch {
+        this.usages.delete(name); // gone meanwhile, or a server without /usage
+      }
+    }));
+    this._changed.emit();
+  }
+
+  /**
+   * Whether the user may write the namespace the list shows (null: not known yet), asked once per
+   * namespace with a create that writes nothing (`?dry_run=1`): only a refusal of the namespace itself
+   * (403 with no field) says no.
+   */
+  writable = new Map<string, boolean>();
+
+  async checkWritable(): Promise<void> {
+    const namespace = this.namespace;
+    if (!this.api.dryRuns || this.writable.has(namespace)) {
+      return;
+    }
+    try {
+      await this.api.create({ name: 'envmgr-write-check', packages: '', namespace }, true);
+      this.writable.set(namespace, true);
+    } catch (e) {
+      const error = e as ApiError;
+      this.writable.set(namespace, !(error.status === 403 && isNamespaceRefusal(error)));
+    }
+    this._changed.emit();
+  }
+
+  /** What a form held when it was closed without saving ('create', or 'edit:<namespace>/<name>'): reopening starts from it. */
+  drafts = new Map<string, unknown>();
+
+  /** A server message with the signed-in user's raw id replaced by their display name. */
+  withNames(message: string): string {
+    const user = this.user;
+    return user && user.display_name && user.username && user.display_name !== user.username ? message.split(user.username).join(user.display_name) : message;
   }
 
   find(name: string): IEnvironment | undefined {

@@ -53,6 +53,19 @@ export class KernelRevisions {
   }
 
   private check(): void {
+    // A notice that is no longer true (a rollback, the kernel restarted onto the new revision) goes.
+    for (const [key, id] of this.shown) {
+      const [kernelId, ready] = key.split('/');
+      const context = [...this.contexts].find(c => c.session?.kernel?.id === kernelId);
+      const kernel = context?.session?.kernel;
+      const env = kernel ? this.model.environments.find(e => e.kernel_name === kernel.name) : undefined;
+      const running = kernel ? this.started.get(kernel.id) : undefined;
+      if (!kernel || !env || env.ready_revision !== Number(ready) || running === undefined || running >= Number(ready)) {
+        Notification.dismiss(id);
+        this.shown.delete(key);
+        this.told.delete(key);
+      }
+    }
     for (const context of this.contexts) {
       const kernel = context.session?.kernel;
       const running = kernel ? this.started.get(kernel.id) : undefined;
@@ -65,14 +78,17 @@ export class KernelRevisions {
         continue;
       }
       this.told.add(key);
-      Notification.info(restartMessage(env.name, running, env.ready_revision), {
+      const id = Notification.info(restartMessage(env.name, running, env.ready_revision), {
         autoClose: false,
         actions: [{ label: 'Restart kernel', callback: () => void context.restartKernel() }]
       });
+      this.shown.set(key, id);
     }
   }
 
   private readonly contexts = new Set<ISessionContext>();
   private readonly started = new Map<string, number>();
   private readonly told = new Set<string>();
+  /** Notices on screen: kernel id/ready revision → notification id. */
+  private readonly shown = new Map<string, string>();
 }

@@ -5,7 +5,7 @@
 import * as React from 'react';
 
 import { IAudit, IEnvironment } from './api';
-import { notice, shownStatus } from './model';
+import { notice, shownStatus, statusWords } from './model';
 
 export function StatusBadge(props: { env: IEnvironment; compact?: boolean }): JSX.Element {
   const { env } = props;
@@ -15,7 +15,8 @@ export function StatusBadge(props: { env: IEnvironment; compact?: boolean }): JS
   return (
     <span className="jp-envmgr-status">
       <span className={`jp-envmgr-badge jp-envmgr-badge-${status}`} data-status={status}
-        title={note || (status === 'ready' ? `revision ${env.ready_revision} serves kernels` : env.message)}>
+        title={note ? `${statusWords(env)}: revision ${env.ready_revision} serves kernels` : status === 'ready' ? `revision ${env.ready_revision} serves kernels` : env.message}
+        aria-label={`status: ${statusWords(env)}`}>
         {status}
       </span>
       {building && (
@@ -24,7 +25,11 @@ export function StatusBadge(props: { env: IEnvironment; compact?: boolean }): JS
           {Math.round(env.progress * 100)}%
         </progress>
       )}
-      {note && !props.compact && <span className={`jp-envmgr-notice jp-envmgr-notice-${env.status}`} role="status">{note}</span>}
+      {note && !props.compact && (
+        <span className={`jp-envmgr-notice jp-envmgr-notice-${env.status}`} role="status">
+          {note}; revision {env.ready_revision} keeps serving
+        </span>
+      )}
     </span>
   );
 }

@@ -1,7 +1,7 @@
 import { ApiError, EnvmgrApi, IEnvironment, ITransport, parseEventStream } from '../api';
 import {
   boundedInterval, compareVersions, diffLocks, EnvironmentsModel, fixedPackages, matches, mergePackages, notice, oneLine,
-  requestedNames, shownStatus
+  requestedNames, shownStatus, statusWords, labelTerms, sortEnvironments, usageSentence, isNamespaceRefusal
 } from '../model';
 
 function env(name: string, fields: Partial<IEnvironment> = {}): IEnvironment {
@@ -47,6 +47,15 @@ describe('filters', () => {
     expect(matches(a, { ...none, label: 'team=a' })).toBe(true);
     expect(matches(b, { ...none, label: 'team=a' })).toBe(false);
     expect(matches(a, { ...none, label: 'owner' })).toBe(false);
+  });
+
+  it('match several labels joined by commas, whatever the case', () => {
+    const c = env('gamma', { labels: { team: 'Vision', tier: 'gold' } });
+    expect(labelTerms('team=vision, tier=gold')).toEqual([['team', 'vision'], ['tier', 'gold']]);
+    expect(matches(c, { ...none, label: 'team=vision,tier=gold' })).toBe(true);
+    expect(matches(c, { ...none, label: 'TEAM=VISION' })).toBe(true);
+    expect(matches(c, { ...none, label: 'team=vision,tier=silver' })).toBe(false);
+    expect(matches(c, { ...none, label: 'tier' })).toBe(true);
   });
 
   it('match a status', () => {
@@ -139,9 +148,9 @@ describe('honest status', () => {
   it('shows an environment with a serving revision as ready, its failed or running update as a notice', () => {
     const failed = env('a', { status: 'failed', revision: 2, ready_revision: 1, message: 'no matching distribution for envmgr-nope\nuv said more' });
     expect(shownStatus(failed)).toBe('ready');
-    expect(notice(failed)).toBe('revision 2 failed: no matching distribution for envmgr-nope');
+    expect(notice(failed)).toBe('update 2 failed: no matching distribution for envmgr-nope');
     expect(shownStatus(env('b', { status: 'cancelled', revision: 3 }))).toBe('ready');
-    expect(notice(env('c', { status: 'warming', revision: 2 }))).toMatch(/^revision 2 building/);
+    expect(notice(env('c', { status: 'warming', revision: 2 }))).toMatch(/^update 2 building/);
     expect(notice(env('d'))).toBe('');
     const first = env('e', { status: 'failed', ready_revision: null, kernel_name: null, message: 'x' });
     expect(shownStatus(first)).toBe('failed');
@@ -152,7 +161,15 @@ describe('honest status', () => {
     const none = { text: '', label: '', status: '' };
     const updateFailed = env('a', { status: 'failed', revision: 2 });
     expect(matches(updateFailed, { ...none, status: 'ready' })).toBe(true);
-    expect(matches(updateFailed, { ...none, status: 'failed' })).toBe(false);
+    expect(matches(updateFailed, { ...none, status: 'failed' })).toBe(true); // "failed" finds a failed update too
+    expect(matches(env('b'), { ...none, status: 'failed' })).toBe(false);
+  });
+
+  it('says ready with the update beside it, the same words as the CLI', () => {
+    expect(statusWords(env('a', { status: 'failed', revision: 3 }))).toBe('ready · update 3 failed');
+    expect(statusWords(env('b', { status: 'warming', revision: 2 }))).toBe('ready · update 2 building');
+    expect(statusWords(env('c'))).toBe('ready');
+    expect(statusWords(env('d', { status: 'failed', ready_revision: null, kernel_name: null }))).toBe('failed');
   });
 
   it('cuts messages to their first line', () => {
@@ -389,5 +406,35 @@ describe('delete', () => {
     await removing;
     expect(model.deleting.has('one')).toBe(false);
     expect(model.environments.map(e => e.name)).toEqual(['two']);
+  });
+});
+
+describe('sorting and usage', () => {
+  it('sorts by a column, then by name, either way', () => {
+    const list = [env('b', { python: '3.10' }), env('a', { python: '3.9' }), env('c', { python: '3.10' })];
+    expect(sortEnvironments(list, 'name').map(e => e.name)).toEqual(['a', 'b', 'c']);
+    expect(sortEnvironments(list, 'python').map(e => e.name)).toEqual(['a', 'b', 'c']); // 3.9 < 3.10
+    expect(sortEnvironments(list, 'python', true).map(e => e.name)).toEqual(['c', 'b', 'a']);
+    const sizes = new Map([['a', 10], ['b', 30], ['c', 20]]);
+    expect(sortEnvironments(list, 'size', true, { sizes }).map(e => e.name)).toEqual(['b', 'c', 'a']);
+  });
+
+  it('says who used an environment lately and what runs now', () => {
+    const now = Date.parse('2026-01-10T00:00:00Z');
+    const use = (user: string, notebook: string, started: string) => ({ user, notebook, revision: 1, started, last_activity: started });
+    const usage = {
+      revisions: [], last_used: null, running_kernels: 1,
+      kernels: [use('ann', 'a.ipynb', '2026-01-09T00:00:00Z')],
+      recent: [use('ann', 'a.ipynb', '2026-01-09T00:00:00Z'), use('ann', 'a.ipynb', '2026-01-08T00:00:00Z'),
+        use('bob', 'b.ipynb', '2026-01-05T00:00:00Z'), use('cid', 'old.ipynb', '2025-12-01T00:00:00Z')]
+    };
+    expect(usageSentence(usage, 7, now)).toBe('used by 2 notebooks of 2 users in the last 7 days; 1 kernel runs now');
+    expect(usageSentence({ revisions: [], last_used: null, running_kernels: 2 }, 7, now)).toBe('2 kernels run now');
+  });
+
+  it('tells a namespace refusal from a policy refusal', () => {
+    expect(isNamespaceRefusal({ reason: 'forbidden', field: null, message: "rita may not write environments in namespace 'default'; ask an administrator for access" })).toBe(true);
+    expect(isNamespaceRefusal({ reason: 'forbidden', field: 'index_urls', message: 'index_urls: https://x/simple is not allowed' })).toBe(false);
+    expect(isNamespaceRefusal({ reason: 'forbidden', field: 'packages', message: 'packages: line 1: --index-url is not allowed' })).toBe(false);
   });
 });
