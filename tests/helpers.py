@@ -21,13 +21,14 @@ from jupyter_envmgr.demo import free_port, start_server, wait_for_server
 ACTIVE = ("pending", "warming")
 
 
-def make_wheel(name: str, version: str, module_code: str = "") -> tuple:
-    """A real, installable pure-Python wheel: (filename, bytes)."""
+def make_wheel(name: str, version: str, module_code: str = "", requires: tuple = ()) -> tuple:
+    """A real, installable pure-Python wheel: (filename, bytes); `requires`: its Requires-Dist lines."""
     dist = re.sub(r"[-_.]+", "_", name).lower()
     module = dist
+    requires_dist = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{module}/__init__.py": module_code or f"__version__ = {version!r}\nNAME = {name!r}\n",
-        f"{dist}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires_dist}",
         f"{dist}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: envmgr-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record_lines = []
@@ -139,8 +140,8 @@ class LocalIndex:
     def normalize(self, project: str) -> str:
         return re.sub(r"[-_.]+", "-", project).lower()
 
-    def add(self, name: str, version: str, module_code: str = "") -> None:
-        filename, data = make_wheel(name, version, module_code)
+    def add(self, name: str, version: str, module_code: str = "", requires: tuple = ()) -> None:
+        filename, data = make_wheel(name, version, module_code, requires)
         self.files.setdefault(self.normalize(name), {})[filename] = data
 
     def sha256(self, project: str, filename: str, data: bytes) -> str:

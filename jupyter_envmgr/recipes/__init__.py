@@ -6,6 +6,7 @@ per manager lives in one module per manager (`pip.py`, `conda.py`), found throug
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -202,6 +203,14 @@ class RecipeBook:
             steps += init_step(spec, paths, self.init_script_timeout)
         return steps, uv_env(spec, self.tools)
 
-    async def installed(self, manager: str, prefix: str) -> list:
-        """What is really installed in a prefix: [{"name", "version"}], read from the prefix itself."""
-        return await recipe(manager).installed(self, prefix)
+    async def installed(self, manager: str, prefix: str, spec_text: Optional[str] = None,
+                        variables: Optional[dict] = None) -> list:
+        """What is really installed in a prefix: [{"name", "version"}], read from the prefix itself; given the
+        packages text that built it, each entry also says `requested`, `base` and `required_by` (marks.py)."""
+        packages = await recipe(manager).installed(self, prefix)
+        if spec_text is None:
+            return packages
+        from . import marks
+
+        return await asyncio.to_thread(marks.marked, packages, manager, spec_text, variables,
+                                       self.base_packages.get(manager, []), prefix, self.policy)
