@@ -10,7 +10,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 
-from . import audit, gc, pythons
+from . import audit, gc, pythons, usage
 from .builders.kubernetes import KubernetesConfig
 from .builders.local import LocalBuilder
 from .handlers import route_table
@@ -192,6 +192,12 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
     )
     service_timeout = Float(120.0, config=True, help="Seconds a forwarded request may take at the service before it is a 503.")
 
+    usage_days = Float(
+        30.0, config=True,
+        help="""Days the kernel starts on each environment are kept (who, which notebook, which revision), for
+        GET .../usage `recent` and the delete and rollback dialogs. 0 records no uses at all.""",
+    )
+
     @validate("namespaces")
     def _check_namespaces(self, proposal):
         from .spec import NAME_RE
@@ -279,6 +285,7 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
         self.settings.update({"envmgr_manager": self.manager, "envmgr_max_body_bytes": self.max_body_bytes})
         self.manager.auditor = audit.Auditor(self.advisory_db) if self.advisory_db else None
         self.settings.update(envmgr_auditor=self.manager.auditor, envmgr_audit_interval=self.audit_interval)
+        self.manager.usage_book = usage.UsageBook(store, self.usage_days)
         self._add_kernel_dirs(kernels.root_dirs)
         self._cache_kernelspecs(kernels)
 
@@ -358,6 +365,10 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
 
         collector.freeze()
         self.log.info("jupyter_envmgr: root %s, backend %s", ", ".join(self.manager.store.all_roots), self.manager.builder.kind)
+        if self.usage_days > 0:  # this server's kernels, reported to the writer (itself, or the service)
+            self._usage_reporter = usage.UsageReporter(serverapp.web_app, self.manager.usage_book, self.manager.records.run,
+                                                       self.manager.settings.server_id, self.log)
+            self._usage_reporter.attach()
         if self.gc_interval > 0:
             self._gc_task = asyncio.ensure_future(self._collect_garbage_forever())
         if self.advisory_db and self.audit_interval > 0:
@@ -403,6 +414,8 @@ class EnvManagerApp(KubernetesConfig, ExtensionApp):
             await asyncio.sleep(min(scan, self.audit_interval))
 
     async def stop_extension(self):
+        if getattr(self, "_usage_reporter", None):
+            self._usage_reporter.stop()
         for task in (getattr(self, "_gc_task", None), getattr(self, "_audit_task", None), getattr(self, "_follow_task", None)):
             if task:
                 task.cancel()

@@ -465,6 +465,7 @@ def route_table() -> list:
         (f"{env}/export", ExportHandler),
         (f"{env}/audit", AuditHandler),
         (f"{env}/usage", UsageHandler),
+        (f"{api}/usage", UsageReportHandler),
         (f"{api}/suggestions", SuggestionsHandler),
         (f"{env}/pod-spec", PodSpecHandler),
         (f"{api}/requests", RequestsHandler),
@@ -482,3 +483,18 @@ class UsageHandler(EnvmgrHandler):
         kname = self.manager.kernels.name(ns, name)
         running = sum(1 for k in self.kernel_manager.list_kernels() if k.get("name") == kname)
         self.write_json(await self.manager.usage(ns, name, running))
+
+class UsageReportHandler(EnvmgrHandler):
+    """`POST /envmgr/api/usage`: a notebook server reports the kernels it runs (usage.py); the user of each
+    use is the authenticated caller. A reader of a namespace runs kernels there, so read is enough."""
+
+    @web.authenticated
+    @authorized(action="read")
+    async def post(self):
+        from . import usage
+
+        manager = self.manager
+        reporter, heartbeat, uses = usage.check_report(self.body(), lambda ns: self.may("read", ns), manager.namespaces)
+        caller = self.owner()
+        recorded = await manager.report_usage(caller, reporter, [dict(u, user=caller) for u in uses], heartbeat)
+        self.write_json({"recorded": recorded})

@@ -76,6 +76,7 @@ class EnvironmentManager:
         self._list_cache: dict = {}  # (ns, label, status, feed version) -> (body, etag)
         self.started = asyncio.Event()  # set once `start` has reconciled the root
         self.auditor = None  # audit.Auditor when an advisory database is configured
+        self.usage_book = None  # usage.UsageBook: who runs kernels on which revision
 
     # ------------------------------------------------------------ queries
 
@@ -504,7 +505,15 @@ class EnvironmentManager:
         numbers = [r["revision"] for r in record.get("revisions", [])]
         revisions, last, held = await self.records.run(self.sharing.usage, namespace, name, numbers)
         stamp = datetime.datetime.fromtimestamp(last, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if last else None
-        return {"revisions": revisions, "last_used": stamp, "running_kernels": max(running_kernels, held)}
+        kernels, recent = await self.records.run(self.usage_book.read, namespace, name) if self.usage_book else ([], [])
+        return {"revisions": revisions, "last_used": stamp, "running_kernels": max(running_kernels, held, len(kernels)),
+                "kernels": kernels, "recent": recent}
+
+    async def report_usage(self, caller: Optional[str], reporter: str, uses: list, heartbeat: float) -> int:
+        """POST /envmgr/api/usage: a notebook server's running kernels (or a job's start), by `caller`."""
+        if self.usage_book is None:
+            return 0
+        return await self.records.run(self.usage_book.report, caller, reporter, uses, heartbeat)
 
 
 def _kernel_key(record: dict) -> tuple:

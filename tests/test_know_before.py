@@ -91,3 +91,84 @@ async def test_pin_of_what_the_serving_lock_lacks_builds(api, local_index):
     assert status == 422 and error["field"] == "packages" and "envmgr-no-such-pkg-25" in error["message"]
     status, error = await api.call("POST", "environments/half/actions", {"action": "cancel"}, dry_run=1)
     assert status == 422 and error["field"] == "dry_run"
+
+
+# ---------------------------------------------------------------- who uses which revision
+
+from jupyter_server.auth.identity import IdentityProvider, User  # noqa: E402
+
+BOB_TOKEN = "bob-" + os.urandom(8).hex()
+
+
+class TwoUsers(IdentityProvider):
+    """The server's token is alice; BOB_TOKEN is bob (as a hub's tokens name their users)."""
+
+    async def get_user(self, handler):
+        if handler.request.headers.get("Authorization") == f"token {BOB_TOKEN}":
+            handler._token_authenticated = True
+            return User(username="bob")
+        user = await super().get_user(handler)
+        return None if user is None else User(username="alice")
+
+
+@pytest.fixture
+def jp_server_config(envmgr_config, request):
+    config = {"ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}}, "EnvManagerApp": envmgr_config}
+    if "two_users" in request.node.name:
+        config["ServerApp"]["identity_provider_class"] = TwoUsers
+    return config
+
+
+async def test_kernels_in_two_users_notebooks_show_in_usage(api, local_index, jp_serverapp):
+    import asyncio
+    import time
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    await api.create({"name": "used", "packages": "envmgr-demo-pkg==1.0\n", "index_urls": [local_index.url]})
+    assert (await api.wait("used"))["status"] == "ready"
+    http, url = AsyncHTTPClient(), jp_serverapp.connection_url
+    tokens = {"alice": jp_serverapp.identity_provider.token, "bob": BOB_TOKEN}
+
+    async def call(user, method, path, body=None):
+        resp = await http.fetch(url + path, method=method, headers={"Authorization": f"token {tokens[user]}"},
+                                body=None if body is None else json.dumps(body), request_timeout=120, raise_error=False)
+        return resp.code, json.loads(resp.body) if resp.body else None
+
+    async def usage_until(predicate):
+        deadline = time.monotonic() + 20
+        while True:
+            data = await api.ok("GET", "environments/used/usage")
+            if predicate(data) or time.monotonic() > deadline:
+                return data
+            await asyncio.sleep(0.2)
+
+    sessions = {}
+    for user, notebook in (("alice", "analysis.ipynb"), ("bob", "report.ipynb")):
+        code, sessions[user] = await call(user, "POST", "api/sessions", {"path": notebook, "type": "notebook", "name": notebook,
+                                                                          "kernel": {"name": "envmgr-used"}})
+        assert code == 201, sessions[user]
+    try:
+        data = await usage_until(lambda d: len(d["kernels"]) == 2)
+        assert sorted((k["user"], k["notebook"], k["revision"]) for k in data["kernels"]) == [
+            ("alice", "analysis.ipynb", 1), ("bob", "report.ipynb", 1)]
+        assert data["running_kernels"] == 2 and len(data["recent"]) == 2
+        assert data["recent"][0]["started"] >= data["recent"][1]["started"]  # newest first
+        assert set(data["kernels"][0]) == {"user", "notebook", "revision", "started", "last_activity"}
+        code, _ = await call("bob", "DELETE", f"api/sessions/{sessions.pop('bob')['id']}")
+        assert code == 204
+        data = await usage_until(lambda d: len(d["kernels"]) == 1)
+        assert [k["user"] for k in data["kernels"]] == ["alice"] and len(data["recent"]) == 2  # bob's start is kept
+
+        # The writer's route: the user is always the caller, never the body's.
+        use = {"namespace": "default", "name": "used", "revision": 1, "notebook": "job", "kernel_id": "job-1",
+               "started": "2030-01-01T00:00:00Z", "last_activity": "2030-01-01T00:00:00Z"}
+        code, error = await call("bob", "POST", "envmgr/api/usage", {"reporter": "x:1", "heartbeat": 0, "uses": [dict(use, user="alice")]})
+        assert code == 422 and error["field"] == "uses", error
+        code, answer = await call("bob", "POST", "envmgr/api/usage", {"reporter": "x:1", "heartbeat": 0, "uses": [use]})
+        assert code == 200 and answer == {"recorded": 1}
+        data = await api.ok("GET", "environments/used/usage")
+        assert (data["recent"][0]["user"], data["recent"][0]["notebook"]) == ("bob", "job") and len(data["kernels"]) == 1
+    finally:
+        for user, session in sessions.items():
+            await call(user, "DELETE", f"api/sessions/{session['id']}")
