@@ -242,3 +242,52 @@ async def test_service_builds_on_the_real_plane_and_a_reader_uses_it(service, re
     wait(lambda: not os.path.exists(env_dir), 30, "the environment deleted by the service")
     wait(lambda: record["kernel_name"] not in kernelspecs(reader), 10, "its kernel gone from the reader's picker")
     assert [r["name"] for r in service.api.list()] == []
+
+
+DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
+
+
+def deploy_docs(name: str, namespace: str) -> list:
+    import yaml
+
+    with open(os.path.join(DEPLOY, name)) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return docs
+
+
+def test_the_real_authorizer_lets_only_the_service_create_jobs(control_plane, kube_namespace):
+    """deploy/rbac.yaml as the real RBAC authorizer reads it (applied by the kube_namespace fixture): the service's
+    ServiceAccount may create Jobs; the one notebook pods run as (z2jh-values.yaml: the namespace's default) may
+    not, nor read a Secret or create a pod. And service.yaml's objects pass the real API's validation."""
+    import yaml
+
+    with open(os.path.join(DEPLOY, "z2jh-values.yaml")) as f:
+        notebook_account = yaml.safe_load(f)["singleuser"].get("serviceAccountName") or "default"
+    authz = client.AuthorizationV1Api(control_plane.client())
+
+    def allowed(account: str, verb: str, resource: str, group: str = "") -> bool:
+        spec = client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{kube_namespace}:{account}",
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{kube_namespace}", "system:authenticated"],
+            resource_attributes=client.V1ResourceAttributes(namespace=kube_namespace, verb=verb, group=group,
+                                                            resource=resource))
+        return authz.create_subject_access_review(client.V1SubjectAccessReview(spec=spec)).status.allowed
+
+    assert allowed("jupyter-envmgr", "create", "jobs", "batch")
+    assert allowed("jupyter-envmgr", "get", "pods", "") is False  # exactly its verbs: list/watch, not get
+    assert notebook_account != "jupyter-envmgr"
+    for verb, resource, group in (("create", "jobs", "batch"), ("create", "pods", ""), ("get", "secrets", ""),
+                                  ("list", "pods", "")):
+        assert not allowed(notebook_account, verb, resource, group), (verb, resource)
+
+    # The service's ConfigMap, Deployment, Service and NetworkPolicy, created with dryRun=All: validated
+    # (selectors against the template's labels, ports, security context) and admitted, nothing stored.
+    from kubernetes import utils
+
+    api = control_plane.client()
+    for doc in deploy_docs("service.yaml", kube_namespace):
+        [created] = utils.create_from_dict(api, doc, dry_run="All")
+        assert created.metadata.name == doc["metadata"]["name"]
+    assert client.AppsV1Api(api).list_namespaced_deployment(kube_namespace).items == []
