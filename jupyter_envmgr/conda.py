@@ -209,6 +209,8 @@ class Resolved:
     variables: dict
     name: Optional[str]
     notes: list = field(default_factory=list)
+    #: base packages added because the file does not name them: a solve that misses one says so
+    added_base: list = field(default_factory=list)
 
 
 #: `nbconvert[execute]>=7`: pip-style extras in a conda spec. conda's parser reads only key=value pairs
@@ -359,12 +361,14 @@ def check(spec, settings: CondaSettings, policy=None, base_packages=()) -> Resol
         m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
         if m:
             pip_names.add(canonicalize_name(m[1]))
+    added = []
     for base in base_packages:
         if base not in names and canonicalize_name(base) not in pip_names:
             specs.append(base)
             names.add(base)
+            added.append(base)
     return Resolved(channels=channels, specs=specs, pip=pip_lines, variables=env.variables, name=env.name,
-                    notes=notes)
+                    notes=notes, added_base=added)
 
 
 # ---------------------------------------------------------------- recipe (steps for runner.py)
@@ -403,7 +407,7 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
     # activate + lock come after the pip sub-list; without one they run in the install's own process.
     finish = ["compile", "activate", "lock"]
     if settings.solver == "rattler":
-        conda = Step("conda", [*module, "install", *([] if resolved.pip else finish), data])
+        conda = Step("conda", [*module, "install", *([] if resolved.pip else finish), data], base=resolved.added_base)
     else:
         binary = settings.binary() or settings.solver
         argv = [binary, "create", "--yes", "--prefix", paths.prefix, "--override-channels"]
@@ -412,7 +416,8 @@ def steps(resolved: Resolved, paths, settings: CondaSettings, tools, env_name: s
         env = {"CONDA_PKGS_DIRS": settings.pkgs_dir, "CONDA_CHANNEL_PRIORITY": "strict"}
         if settings.solver == "micromamba":
             env["MAMBA_ROOT_PREFIX"] = os.path.join(os.path.dirname(settings.pkgs_dir), "micromamba")
-        conda = Step("conda", argv + ["--", *resolved.specs] if settings.solver == "conda" else argv + resolved.specs, env=env)
+        conda = Step("conda", argv + ["--", *resolved.specs] if settings.solver == "conda" else argv + resolved.specs, env=env,
+                     base=resolved.added_base)
     out = [conda]
     if resolved.pip:
         out.append(Step("pip", [tools.uv, "pip", "install", "--python", paths.python,  # compiled by "compile"

@@ -82,7 +82,7 @@ def main(plan_path):
                 what = "the init script" if step["name"] == "init" else f"step {step['name']}"
                 message = f"{what} ran past its time limit and was stopped"
             else:
-                message = summarize(step["name"], code, tail)
+                message = summarize(step["name"], code, tail, step.get("base") or ())
             result = {"status": "failed", "message": message, "step": step["name"], "exit_code": code}
             log.write(f"==> failed: {message}\n")
             break
@@ -206,6 +206,28 @@ def _channel_of(url):
     return re.sub(r"/(?:noarch|linux-\w+|osx-\w+|win-\w+)/[^/]*$", "", url.strip("`'\"(),."))
 
 
+BASE_SETTING = "c.EnvManagerApp.base_packages"
+
+
+def _base_missing(text, base):
+    """A base package (one the spec does not name: the build adds it so the environment runs as a kernel) that no
+    channel or index has: say so, since the user never wrote it, and what to do instead of "check your file"."""
+    names = {re.split(r"[\s=<>!~\[;]", b.rpartition("::")[2].strip(), 1)[0].lower().replace("_", "-") for b in base}
+    found = (re.search(r"No candidates were found for (\S+)", text) or  # rattler
+             re.search(r"Because (\S+) was not found in the package registry", text))  # uv
+    if not found:
+        return None
+    shown = found[1].strip("`'\".,")
+    if re.split(r"[\s=<>!~\[]", shown, 1)[0].lower().replace("_", "-") not in names:
+        return None
+    always = "it is always installed (a base package that lets the environment run as a kernel), so"
+    if "No candidates" in found[0]:
+        return (f"{shown} is not on the conda channels; {always} environment.yaml need not list it. Add a channel "
+                f"that has it, or list {shown} under 'pip:'; or an administrator changes {BASE_SETTING}")
+    return (f"{shown} is not on the package indexes; {always} packages need not list it. Add an index that has it "
+            f"to index_urls, or an administrator changes {BASE_SETTING}")
+
+
 def _rules(step, text, lines):
     """(pattern, message) pairs, first match wins: the culprit and the fix, in one line."""
     m = re.search(r"Failed to fetch:?\s+`?(\S+?)`?\s*$", text, re.M)
@@ -268,7 +290,7 @@ def _rules(step, text, lines):
     return None
 
 
-def summarize(step, code, tail):
+def summarize(step, code, tail, base=()):
     """The failure as one line of at most 300 characters: what failed and what to do (the log keeps the rest)."""
     lines = []
     for raw in tail:  # uv wraps long lines: an indented line that starts no new cause continues the last one
@@ -281,7 +303,7 @@ def summarize(step, code, tail):
         if line and not line.startswith(CHATTER):
             lines.append(line)
     text = "\n".join(lines)
-    message = _rules(step, text, lines)
+    message = _base_missing(text, base) or _rules(step, text, lines)
     if message is None:
         errors = [line for line in lines if line.lower().startswith("error")] or lines[-1:]
         message = f"step {step} failed (exit {code}): {errors[-1] if errors else 'no output'} (the build log has the whole output)"

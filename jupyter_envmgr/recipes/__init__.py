@@ -26,6 +26,8 @@ class Step:
     env: dict = field(default_factory=dict)
     stdout: Optional[str] = None  # capture stdout into this file (the lock)
     timeout: Optional[float] = None
+    #: base packages this step installs that the spec does not name: a failure about one says what it is
+    base: list = field(default_factory=list)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Optional
 
-from ..requirements import normalized_requirements, parse_requirements
+from ..requirements import normalized_requirements, parse_requirements, requirement_names
 from ..spec import EnvSpec
 
 REQUIREMENTS = "requirements.txt"
@@ -37,15 +37,33 @@ def judged_requirements(book, spec: EnvSpec) -> str:
 def steps(book, spec: EnvSpec, paths, base_packages: list) -> list:
     from . import Step, _write, bytecode_step
 
-    _write(os.path.join(paths.build_dir, REQUIREMENTS), judged_requirements(book, spec))
+    judged = judged_requirements(book, spec)
+    _write(os.path.join(paths.build_dir, REQUIREMENTS), judged)
     tools = book.tools
     return [
         Step("venv", [tools.uv, "venv", "--no-project", "--python", tools.python_for(spec.python), paths.prefix]),
         Step("install", [tools.uv, "pip", "install", "--python", paths.python,
-                         "-r", os.path.join(paths.build_dir, REQUIREMENTS), *base_packages]),
+                         "-r", os.path.join(paths.build_dir, REQUIREMENTS), *base_packages],
+             base=unnamed(base_packages, requirement_names(judged))),
         bytecode_step(tools, paths.python, archives=os.path.join(tools.uv_cache_dir, UV_ARCHIVES)),
         Step("lock", [tools.uv, "pip", "freeze", "--python", paths.python], stdout=paths.lock),
     ]
+
+
+def unnamed(base_packages: list, named: set) -> list:
+    """The base packages the requirements do not name themselves (`pandas>=2` is pandas)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    out = []
+    for entry in base_packages:
+        try:
+            name = canonicalize_name(Requirement(entry).name)
+        except InvalidRequirement:
+            name = canonicalize_name(entry)
+        if name not in named:
+            out.append(entry)
+    return out
 
 
 async def installed(book, prefix: str) -> list:
