@@ -467,6 +467,7 @@ def route_table() -> list:
         (f"{env}/usage", UsageHandler),
         (f"{api}/usage", UsageReportHandler),
         (f"{api}/suggestions", SuggestionsHandler),
+        (f"{api}/package-search", PackageSearchHandler),
         (f"{env}/pod-spec", PodSpecHandler),
         (f"{api}/requests", RequestsHandler),
         (f"{api}/requests/(?P<id>[^/]+)/actions", RequestActionsHandler),
@@ -483,6 +484,26 @@ class UsageHandler(EnvmgrHandler):
         kname = self.manager.kernels.name(ns, name)
         running = sum(1 for k in self.kernel_manager.list_kernels() if k.get("name") == kname)
         self.write_json(await self.manager.usage(ns, name, running))
+
+
+class PackageSearchHandler(EnvmgrHandler):
+    """`GET /package-search?q=`: names starting with q and their versions, from the index the builds use (package_search.py)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        import os
+
+        from .package_search import PackageSearch, configured_index
+
+        url = configured_index(self.settings, os.environ)
+        if not url:
+            raise EnvmgrError(503, "no_index", "no package index is configured for the search: set UV_DEFAULT_INDEX "
+                                              "(or UV_INDEX_URL) in the server's environment to the index the builds use")
+        searches = self.settings.setdefault("envmgr_package_searches", {})
+        search = searches.get(url) or searches.setdefault(url, PackageSearch(url))
+        self.write_json({"index": search.shown_url, "packages": await search.search(self.get_query_argument("q", ""))})
+
 
 class UsageReportHandler(EnvmgrHandler):
     """`POST /envmgr/api/usage`: a notebook server reports the kernels it runs (usage.py); the user of each
