@@ -32,6 +32,17 @@ from .store import Store, atomic_symlink, read_bytes
 INTERNAL_FIELDS = ("revisions", "damaged")
 
 
+def notes(record: dict, backend: str) -> list:
+    """What a client should know about how this server treats the record's fields: a gpu count is accepted
+    everywhere (a spec moves between backends), but only the kubernetes backend acts on it, so say so."""
+    gpu = record.get("gpu") or 0
+    if gpu and backend == "local":
+        return [f"gpu {gpu} does nothing on this server's local backend: builds and kernels run on this machine "
+                "and use whatever GPUs it has; on the kubernetes backend each build asks for that many GPUs "
+                "(c.EnvManagerApp.kubernetes_gpu_resource) to preload GPU packages"]
+    return []
+
+
 @dataclass
 class Settings:
     """What the manager needs from the app's configuration (the app's traits hold the defaults)."""
@@ -103,6 +114,7 @@ class EnvironmentManager:
         out["cluster"] = self.placement.cluster_of(record.get("namespace"))  # where its root is, on this server
         out["index_urls"] = [redact_url(u) for u in record.get("index_urls") or []]
         out["base_packages"] = list(self.policy.base_packages.get(record.get("manager") or "pip", []))
+        out["notes"] = notes(record, self.builder.kind)
         secrets = secrets_of(record)
         if secrets and out.get("message"):
             out["message"] = scrub(out["message"], secrets)
@@ -458,7 +470,12 @@ class EnvironmentManager:
     async def start(self) -> None:
         """Reconcile every record with reality: re-attach, finish, re-queue; resync kernels; watch the root."""
         try:
-            await self._reconcile_root()
+            if await self.records.run(self.store.writable):
+                await self._reconcile_root()
+            else:  # a reader of a team's root: list, read and start kernels; every change is refused by the storage
+                self.log.warning("envmgr: this server's account (uid %d) cannot write the root %s: environments are "
+                                 "read-only here; a team's root is written by the environment service "
+                                 "(c.EnvManagerApp.service_url)", os.geteuid(), ", ".join(self.store.all_roots))
         except Exception:  # the extension always starts; each route then answers what is wrong (503, ...)
             self.log.exception("envmgr: reconciling the root %s failed", ", ".join(self.store.all_roots))
         finally:  # requests wait for this

@@ -38,7 +38,7 @@ BUILD_INPUTS = ("manager", "python", "packages", "index_urls", "gpu", "init_scri
 #: Fields of the record that a client may echo back unchanged (export → import, PATCH of a whole record).
 READ_ONLY_FIELDS = {
     "status", "message", "progress", "revision", "ready_revision", "created", "updated",
-    "owner", "kernel_name", "prefix", "base_packages",
+    "owner", "kernel_name", "prefix", "base_packages", "notes",
 }
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 
