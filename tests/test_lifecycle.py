@@ -40,7 +40,7 @@ async def test_create_warm_run_update_rollback_delete(api, local_index, envmgr_r
     assert out.split() == ["1.0", "hello", rev1]
 
     packages = (await api.ok("GET", "environments/team-env/packages"))["packages"]
-    assert {"name": "envmgr-demo-pkg", "version": "1.0"} in packages
+    assert {"name": "envmgr-demo-pkg", "version": "1.0", "requested": True, "base": False, "required_by": []} in packages
     assert any(p["name"] == "ipykernel" for p in packages)
 
     # An update builds revision 2 while revision 1 serves; then it switches.

@@ -156,7 +156,7 @@ async def test_same_lock_is_a_hard_linked_copy_that_works_in_a_kernel(api, local
     assert "2.0" in await api.run(f"envmgr-{second}", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)")
 
     usage = await api.ok("GET", f"environments/{second}/usage")
-    assert set(usage) == {"revisions", "last_used", "running_kernels"} and usage["last_used"]
+    assert set(usage) == {"revisions", "last_used", "running_kernels", "kernels", "recent"} and usage["last_used"]
     revs = {r["revision"]: r for r in usage["revisions"]}
     assert sorted(revs) == [1, 2, 3]
     for r in revs.values():

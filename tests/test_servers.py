@@ -66,8 +66,8 @@ def test_two_servers_on_one_root_share_kernels(servers, local_index):
 
     out = asyncio.run(reader.client.run_code("envmgr-shared", "import envmgr_demo_pkg; print(envmgr_demo_pkg.__version__)"))
     assert out.strip() == "2.0"
-    # No build, no copy: the second server wrote no prefix of its own.
-    assert sorted(os.listdir(os.path.join(servers.root, "envs", "default", "shared"))) == ["builds", "current", "env.json", "logs", "resources", "rev-0001"]
+    # No build, no copy: the second server wrote no prefix of its own (only the record of its kernel's start).
+    assert sorted(os.listdir(os.path.join(servers.root, "envs", "default", "shared"))) == ["builds", "current", "env.json", "logs", "resources", "rev-0001", "usage"]
 
 
 def nbconvert(tmp_path, kernel, env):

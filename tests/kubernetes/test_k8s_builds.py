@@ -59,7 +59,7 @@ async def test_create_ready_run_delete(api, standin, local_index, envmgr_root):
     out = await api.run("envmgr-k8s-env", "import envmgr_demo_pkg, os; print(envmgr_demo_pkg.__version__, os.environ['ENVMGR_TEST_VAR'])")
     assert out.split() == ["1.0", "from-k8s"]
     packages = (await api.ok("GET", "environments/k8s-env/packages"))["packages"]
-    assert {"name": "envmgr-demo-pkg", "version": "1.0"} in packages
+    assert {"name": "envmgr-demo-pkg", "version": "1.0", "requested": True, "base": False, "required_by": []} in packages
 
     # An update is revision 2, its own Job.
     await api.ok("PATCH", "environments/k8s-env", {"packages": "envmgr-demo-pkg==2.0\n"}, expect=(202,))
