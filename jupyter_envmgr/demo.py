@@ -26,28 +26,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None, extra: Optional[dict] = None) -> subprocess.Popen:
+def start_server(base: str, port: int, token: str, envmgr: Optional[dict] = None, extra: Optional[dict] = None,
+                 user: Optional[str] = None) -> subprocess.Popen:
     """A private jupyter server with only this extension's config, its own dirs and root.
 
     `envmgr` overrides EnvManagerApp settings, `extra` adds other sections (the tests start several
-    servers on one root, and JupyterLab with its app exposed to the browser).
+    servers on one root, and JupyterLab with its app exposed to the browser); `user` runs it as that
+    Unix account (the tests' other users).
     """
+    extra = dict(extra or {})
     config = os.path.join(base, "config")
     os.makedirs(config, exist_ok=True)
     with open(os.path.join(config, "jupyter_server_config.json"), "w") as f:
         json.dump({
             "ServerApp": {"jpserver_extensions": {"jupyter_envmgr": True}, "open_browser": False,
                           "ip": "127.0.0.1", "port": port, "port_retries": 0, "allow_root": True,
-                          "root_dir": base},
+                          "root_dir": base, **extra.pop("ServerApp", {})},
             "IdentityProvider": {"token": token},
             "EnvManagerApp": {"root_dir": os.path.join(base, "root"), "user_kernelspecs": False, **(envmgr or {})},
-            **(extra or {}),
+            **extra,
         }, f)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=config, JUPYTER_RUNTIME_DIR=os.path.join(base, "runtime"),
                JUPYTER_DATA_DIR=os.path.join(base, "data"))
     log = open(os.path.join(base, "server.log"), "ab")
+    account = None
+    if user:
+        import pwd
+        import shutil
+
+        account = pwd.getpwnam(user)
+        env.update(HOME=account.pw_dir, USER=user)
+        for directory, _, files in os.walk(base):
+            for path in [directory] + [os.path.join(directory, f) for f in files]:
+                shutil.chown(path, account.pw_uid, account.pw_gid)
     return subprocess.Popen([sys.executable, "-m", "jupyter_server"], env=env, stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, user=user, group=(account.pw_gid if user else None),
+                            extra_groups=[] if user else None)
 
 
 def wait_for_server(client: EnvmgrClient, proc: subprocess.Popen, timeout: float = 90) -> dict:

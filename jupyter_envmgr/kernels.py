@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from .layout import Layout
-from .store import atomic_write
+from .store import atomic_write, shared_dir_mode
 
 PREFIX = "envmgr-"
 #: The modules kernels import for %envmgr: standard library + IPython only, copied onto the root.
@@ -96,17 +96,21 @@ class KernelRegistry:
     @staticmethod
     def _install_magics(package: str, target: str) -> None:
         os.makedirs(target, exist_ok=True)
+        for directory in (os.path.dirname(target), target):
+            st = os.stat(directory)
+            if st.st_uid == os.geteuid() and st.st_mode & 0o022:
+                os.chmod(directory, shared_dir_mode())  # a group-writable lib/ lets anyone swap the package
         for module in MAGIC_MODULES:
             with open(os.path.join(package, module), "rb") as f:
                 data = f.read()
             path = os.path.join(target, module)
             try:
                 with open(path, "rb") as f:
-                    if f.read() == data:
+                    if f.read() == data and _private(os.fstat(f.fileno())):
                         continue
             except FileNotFoundError:
                 pass
-            atomic_write(path, data)
+            atomic_write(path, data)  # also replaces a copy that others could write: every kernel runs it
 
     def spec_for(self, record: dict, env: dict) -> dict:
         revision, namespace = record["ready_revision"], record["namespace"]
@@ -160,7 +164,7 @@ class KernelRegistry:
             for logo in _logos():
                 shutil.copyfile(logo, os.path.join(tmp, os.path.basename(logo)))
             atomic_write(os.path.join(tmp, "kernel.json"), spec)
-            os.chmod(tmp, 0o755)
+            os.chmod(tmp, shared_dir_mode())
             try:
                 os.rename(tmp, target)
             except OSError:  # another server wrote it first: keep theirs, refresh the file
@@ -331,6 +335,11 @@ class CachingKernelSpecManager(KernelSpecManager):
             return super().get_kernel_spec(kernel_name)
         model = found[1]
         return self.kernel_spec_class(resource_dir=model["resource_dir"], **json.loads(json.dumps(model["spec"])))
+
+
+def _private(st: os.stat_result) -> bool:
+    """Ours, and writable by nobody else."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _stat(path: str) -> Optional[tuple]:

@@ -63,7 +63,7 @@ def link_copy(src: str, dst: str) -> int:
     """Copy the prefix `src` to `dst` as hard links; files that name `src` are rewritten. Returns files linked.
 
     `dst` must not exist. The in-use file is not copied (a kernel's lock on `src` must not show on `dst`).
-    One `scandir` per directory and no stat per file: the copy costs little more than its mkdir and link calls.
+    One `scandir` per directory and one stat per file (who owns it, before it is shared).
     """
     old, new = os.path.abspath(src).encode(), os.path.abspath(dst).encode()
     linked = 0
@@ -82,10 +82,20 @@ def link_copy(src: str, dst: str) -> int:
                     todo.append((entry.path, target, os.path.join(rel, entry.name)))
                 elif rel == "" and entry.name == IN_USE:
                     continue
-                elif not (_names_prefix(rel, entry.name) and _rewrite(entry.path, target, old, new)):
+                elif _names_prefix(rel, entry.name) and _rewrite(entry.path, target, old, new):
+                    continue
+                elif _linkable(entry.stat(follow_symlinks=False)):
                     os.link(entry.path, target)
                     linked += 1
+                else:
+                    shutil.copy2(entry.path, target)
     return linked
+
+
+def _linkable(st: os.stat_result) -> bool:
+    """A hard link shares a file between revisions: only one this account owns and nobody else may write,
+    so no user can change, through their own path to it, a byte that another environment runs."""
+    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _names_prefix(rel: str, name: str) -> bool:

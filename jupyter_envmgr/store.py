@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -37,6 +38,24 @@ def make_dir(path: str) -> None:
         raise EnvmgrError(404, "not_found", f"{os.path.dirname(path)} is gone (deleted meanwhile)") from None
 
 
+@functools.lru_cache(maxsize=None)
+def umask() -> int:
+    """This process's umask (the service sets its own before anything is written): what others may do
+    with what it writes. Read once, from /proc where it can be (os.umask alone cannot read it without
+    setting it, a race with the worker threads that write)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_dir_mode() -> int:
+    """The mode of a directory readers must enter: what a plain mkdir would give (mkdtemp gives 0700)."""
+    return 0o777 & ~umask()
+
+
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
     """Write a file so that readers see the old or the new content, never a part."""
     if isinstance(data, str):
@@ -44,7 +63,7 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
-        os.fchmod(fd, mode)
+        os.fchmod(fd, mode & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -78,6 +97,11 @@ def storage_error(e: OSError, root: str) -> Optional[EnvmgrError]:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return EnvmgrError(507, "no_space", f"the storage root {root} is full ({e.strerror}); free space or delete "
                                             "environments (jupyter envmgr gc frees old revisions), then retry")
+    if e.errno in (errno.EACCES, errno.EPERM) and e.filename and not _readable(os.fsdecode(e.filename)):
+        return EnvmgrError(403, "forbidden", f"this server's account (uid {os.geteuid()}) may not read "
+                                             f"{os.fsdecode(e.filename)}; ask the environment's owner or an administrator "
+                                             "to make the root readable to you (its group and mode), or use the "
+                                             "environment service (c.EnvManagerApp.service_url)")
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return EnvmgrError(503, "storage_unavailable", f"the storage root {root} cannot be written ({e.strerror}); "
                                                       "mount it read-write for this server's user, then retry")
@@ -85,6 +109,16 @@ def storage_error(e: OSError, root: str) -> Optional[EnvmgrError]:
         return EnvmgrError(503, "storage_unavailable", f"the storage root {root} is not reachable ({e.strerror}); "
                                                       "check the volume's mount, then retry")
     return None
+
+
+def _readable(path: str) -> bool:
+    """Whether this account may read `path` (or, when it does not exist, enter its nearest existing parent)."""
+    while path and not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0))
 
 
 def flock_bounded(fd: int, timeout: float, busy_message: str) -> None:
@@ -137,12 +171,22 @@ class Store(Layout):
             os.makedirs(self.cache_dir_of(root), exist_ok=True)
             os.makedirs(self.trash_dir_of(root), exist_ok=True)
 
+    def writable(self) -> bool:
+        """Whether this account may change the root: each root, or its envs/ where that exists already."""
+        for root in self.all_roots:
+            envs = os.path.join(root, "envs")
+            target = envs if os.path.isdir(envs) else root
+            if os.path.isdir(target) and not os.access(target, os.W_OK | os.X_OK):
+                return False
+        return True
+
     def create(self, namespace: str, name: str, record: dict, mode: int = 0o644) -> None:
         """Claim `name` with a complete record, or raise 409 if anybody has it."""
         parent = self.envs_dir(namespace)
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=".staging-")
         try:
+            os.chmod(staging, shared_dir_mode())  # becomes the environment's directory: readers enter it
             for sub in ("logs", "builds", "resources"):
                 os.mkdir(os.path.join(staging, sub))
             atomic_write(os.path.join(staging, RECORD), _dumps(record), mode)

@@ -94,7 +94,7 @@ def servers(tmp_path, uv_cache_dir):
 
 
 #: Fixtures that start a jupyter server, a build or a browser: a test using one is in the slow tier.
-SLOW_FIXTURES = {"api", "servers", "jp_serverapp", "jp_fetch", "lab", "page", "browser", "conda_channel", "standin"}
+SLOW_FIXTURES = {"api", "servers", "team", "jp_serverapp", "jp_fetch", "lab", "page", "browser", "conda_channel", "standin"}
 
 
 def pytest_collection_modifyitems(items):

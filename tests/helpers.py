@@ -9,10 +9,17 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
 from urllib.parse import unquote
 
 from jupyter_envmgr.client import EnvmgrClient
@@ -246,11 +253,11 @@ class Api:
 class Server:
     """One jupyter server process on a shared root, with its own config/runtime/data dirs."""
 
-    def __init__(self, base, root, uv_cache, config=None, **envmgr):
+    def __init__(self, base, root, uv_cache, config=None, user=None, **envmgr):
         self.base = base
         self.port = free_port()
         self.token = "t" + os.urandom(8).hex()
-        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr}, config)
+        self.proc = start_server(base, self.port, self.token, {"root_dir": root, "uv_cache_dir": uv_cache, **envmgr}, config, user)
         self.client = EnvmgrClient(f"http://127.0.0.1:{self.port}/", self.token)
         wait_for_server(self.client, self.proc)
 
@@ -262,3 +269,100 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+
+
+def call(url: str, token: str, method: str, path: str, body=None, **query) -> tuple:
+    """(status, parsed body) of one request, errors returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    full = url.rstrip("/") + "/" + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    req = urllib.request.Request(full, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"token {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, raw, kind = resp.status, resp.read(), resp.headers.get_content_type()
+    except urllib.error.HTTPError as e:
+        status, raw, kind = e.code, e.read(), e.headers.get_content_type()
+    return status, (json.loads(raw) if kind == "application/json" and raw else raw.decode(errors="replace"))
+
+
+class Service:
+    """`jupyter envmgr service` as a process (standalone, with tokens) writing `root`."""
+
+    def __init__(self, base, root, uv_cache, tokens: dict, groups: Optional[dict] = None,
+                 access: Optional[dict] = None, namespaces=("default",), user: Optional[str] = None, **envmgr):
+        os.makedirs(base, exist_ok=True)
+        self.base, self.root, self.tokens, self.user = base, root, tokens, user
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        settings = {"root_dir": root, "uv_cache_dir": uv_cache, "namespaces": list(namespaces), "build_timeout": 300.0, **envmgr}
+        lines = [f"c.EnvManagerApp.{k} = {v!r}" for k, v in settings.items()]
+        lines += [f"c.EnvService.tokens = {tokens!r}", f"c.EnvService.groups = {groups or {}!r}",
+                  f"c.NamespaceAuthorizer.namespace_access = {access or {}!r}", "c.ServerApp.allow_root = True"]
+        self.config = os.path.join(base, "service_config.py")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(self.base, "config"),
+                   JUPYTER_RUNTIME_DIR=os.path.join(self.base, "runtime"), JUPYTER_DATA_DIR=os.path.join(self.base, "data"))
+        env.pop("JUPYTERHUB_API_TOKEN", None)
+        log = open(os.path.join(self.base, "service.log"), "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "jupyter_envmgr.cli", "service", "--config", self.config,
+                                      "--ip", "127.0.0.1", "--port", str(self.port)],
+                                     env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        token = next(iter(self.tokens))
+        deadline = time.monotonic() + 90
+        while not (self._up() and call(self.url, token, "GET", "envmgr/api/info")[0] == 200):
+            assert self.proc.poll() is None, open(os.path.join(self.base, "service.log")).read()[-3000:]
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+
+    def _up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def client(self, user: str, namespace: Optional[str] = None) -> EnvmgrClient:
+        token = next(t for t, u in self.tokens.items() if u == user)
+        return EnvmgrClient(self.url, token, namespace)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def unix_user(name: str) -> str:
+    """A real Unix account for a test (CI runs as root), able to run this interpreter; skips elsewhere."""
+    import pwd
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a second Unix user (CI runs as root)")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
+    # Other accounts must reach this interpreter (pyenv's lives under /root): search, not read, on its parents.
+    for path in {os.path.realpath(sys.executable), sys.prefix}:
+        searchable(os.path.dirname(path))
+    return name
+
+
+def searchable(path: str) -> None:
+    """Let other accounts pass through `path` and its parents (search, not read): pytest's tmp dirs are 0700."""
+    path = os.path.realpath(path)
+    while True:
+        mode = os.stat(path).st_mode
+        if not mode & 0o001:
+            os.chmod(path, mode | 0o001)
+        if path == "/":
+            return
+        path = os.path.dirname(path)
