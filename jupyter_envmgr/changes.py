@@ -1,6 +1,7 @@
 """What an update would change, before it happens: a resolved package set against the serving lock.
 
 Pure (no I/O): locks and resolves come in as text or {name: version}; `resolve.py` produces them.
+The text for people is client.changes_text (shared by the CLI and the magics).
 Also the text side of the `pin` action: requested packages rewritten as `==` pins of the serving lock.
 """
 from __future__ import annotations
@@ -91,24 +92,6 @@ def diff(old: dict, new: dict, requested: set, old_requested: Optional[set] = No
     if old_python and new_python and old_python != new_python:
         python = {"from": old_python, "to": new_python}
     return {"python": python, "packages": packages}
-
-
-def describe(changes: dict) -> list:
-    """The diff as text lines, for `update --dry-run` (`numpy 1.26.4 → 2.1.3 (major)`)."""
-    lines = []
-    if changes.get("python"):
-        lines.append(f"python {changes['python']['from']} → {changes['python']['to']}")
-    for p in changes.get("packages", []):
-        note = ", ".join(w for w, on in (("major", p["major"]), ("requested", p["requested"])) if on)
-        note = f" ({note})" if note else ""
-        if p["change"] == "added":
-            lines.append(f"+ {p['name']} {p['to']}{note}")
-        elif p["change"] == "removed":
-            lines.append(f"- {p['name']} {p['from']}{note}")
-        else:
-            lines.append(f"{p['name']} {p['from']} → {p['to']} ({p['change']}{', major' if p['major'] else ''}"
-                         f"{', requested' if p['requested'] else ''})")
-    return lines or ["nothing would change"]
 
 
 # ---------------------------------------------------------------- pin what I have

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Optional
 
-from .client import ClientError, EnvmgrClient, merge_packages, progress_line, stderr_is_tty
+from .client import (ClientError, EnvmgrClient, changes_text, merge_packages, outcome_line, progress_line, record_text,
+                     stderr_is_tty, table_text)
 
 
 def parse_pairs(values, what: str) -> dict:
@@ -66,34 +67,34 @@ def spec_from_args(args, creating: bool) -> dict:
 
 
 def wait_with_progress(client: EnvmgrClient, name: str, timeout: float, quiet: bool = False) -> dict:
-    tty = stderr_is_tty()
+    """Wait for the build, a live bar on a terminal's stderr; the bar gives way to the one outcome line (stdout)
+    when it ends. A build that did not end ready raises its outcome line."""
+    tty = stderr_is_tty() and not quiet
 
     def show(record):
-        if quiet:
-            return
-        line = progress_line(record)
-        if tty:
-            sys.stderr.write("\r\033[K" + line)
-        elif record["status"] not in ("pending", "warming"):
-            sys.stderr.write(line)
-        sys.stderr.flush()
+        if tty and record["status"] in ("pending", "warming"):
+            sys.stderr.write("\r\033[K" + progress_line(record)[:terminal_width() - 1])
+            sys.stderr.flush()
 
     record = client.wait(name, timeout=timeout, on_update=show)
-    if not quiet:
-        sys.stderr.write("\n")
+    if tty:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
     if record["status"] != "ready":
-        raise ClientError(0, f"{name} is {record['status']}: {record.get('message', '')}")
+        raise ClientError(0, outcome_line(record) + f"; the build log: jupyter envmgr log {name}")
+    if not quiet:
+        print(outcome_line(record))
     return record
 
 
+def terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
 def print_table(records: list) -> None:
-    rows = [("NAME", "MANAGER", "PYTHON", "STATUS", "REVISION", "LABELS")]
-    for r in records:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(r.get("labels", {}).items()))
-        rows.append((r["name"], r["manager"], r["python"], r["status"], str(r.get("revision", "")), labels))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(table_text(records))
 
 
 def add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -109,6 +110,11 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="add a named package set from GET /info presets")
     p.add_argument("--init-script", help="a Python file run in the environment after each build")
     p.add_argument("--wait", action="store_true", help="wait until ready, with a progress bar")
+
+
+def add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve without installing and print what would change against the serving revision; write nothing")
 
 
 def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argparse.ArgumentParser:
@@ -134,8 +140,22 @@ def build_parser(prog: str = "jupyter envmgr", in_kernel: bool = False) -> argpa
     p = sub.add_parser("update", help="change packages or metadata (a new revision when build inputs change)")
     p.add_argument("name")
     add_spec_options(p)
+    add_dry_run(p)
 
-    for command, text in (("show", "show one environment"), ("delete", "delete an environment and its kernel"),
+    p = sub.add_parser("rebuild", help="build the same inputs again as a new revision (the index may resolve newer versions)")
+    p.add_argument("name")
+    p.add_argument("--wait", action="store_true", help="wait until ready, with a progress bar")
+    add_dry_run(p)
+
+    p = sub.add_parser("pin", help="pin the requested packages to the versions the serving revision has (==)")
+    p.add_argument("name")
+    p.add_argument("--wait", action="store_true", help="wait until ready when the pins build a new revision")
+    add_dry_run(p)
+
+    p = sub.add_parser("show", help="show one environment")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="the record as JSON (API.md)")
+    for command, text in (("delete", "delete an environment and its kernel"),
                           ("wait", "wait until an environment is ready or failed")):
         sub.add_parser(command, help=text).add_argument("name")
 
@@ -257,19 +277,27 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
         print(json.dumps(records, indent=2)) if args.json else print_table(records)
     elif cmd in ("create", "update"):
         spec = spec_from_args(args, creating=cmd == "create")
+        if cmd == "update" and args.dry_run:
+            print(changes_text(client.update(args.name, spec, dry_run=True)))
+            return 0
         record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
-        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
-        if args.wait and record["status"] in ("pending", "warming"):
-            record = wait_with_progress(client, args.name, args.timeout)
-            print(f"{args.name}: ready, kernel {record['kernel_name']}")
+        report(client, record, args.wait, args.timeout)
+    elif cmd in ("rebuild", "pin"):
+        record = client.action(args.name, cmd, dry_run=args.dry_run)
+        if args.dry_run:
+            print(pin_text(record) if cmd == "pin" else changes_text(record))
+            return 0
+        if cmd == "pin":
+            print(pin_text(record, done=True))
+        report(client, record, args.wait, args.timeout, metadata_only=cmd == "pin")
     elif cmd == "show":
-        print(json.dumps(client.get(args.name), indent=2))
+        record = client.get(args.name)
+        print(json.dumps(record, indent=2) if args.json else record_text(record))
     elif cmd == "delete":
         client.delete(args.name)
         print(f"{args.name}: deleted")
     elif cmd == "wait":
-        record = wait_with_progress(client, args.name, args.timeout)
-        print(f"{args.name}: ready, kernel {record['kernel_name']}")
+        wait_with_progress(client, args.name, args.timeout)
     elif cmd == "log":
         if args.follow:
             for chunk in client.follow_log(args.name, args.revision):
@@ -299,11 +327,26 @@ def run(args, client: Optional[EnvmgrClient] = None) -> int:
             if args.name:
                 spec["name"] = args.name
             record = client.create(spec)
-        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
-        if args.wait:
-            wait_with_progress(client, record["name"], args.timeout)
-            print(f"{record['name']}: ready")
+        report(client, record, args.wait, args.timeout)
     return 0
+
+
+def report(client: EnvmgrClient, record: dict, wait: bool, timeout: float, metadata_only: bool = False) -> None:
+    """What a create, update, rebuild, clone or import started; with --wait, how it ended."""
+    building = record["status"] in ("pending", "warming")
+    if not (metadata_only and not building):
+        print(f"{record['name']}: {record['status']} (revision {record['revision']})")
+    if wait and building:
+        wait_with_progress(client, record["name"], timeout)
+
+
+def pin_text(record: dict, done: bool = False) -> str:
+    """The pin action's answer: the packages it writes, then (a dry run that builds) what would change."""
+    packages = "".join(f"  {line}\n" for line in (record.get("packages") or "").splitlines() if line.strip())
+    head = f"{record['name']}: the packages {'are' if done else 'would be'}:\n{packages}"
+    if done:
+        return head.rstrip("\n")
+    return head + changes_text(record)
 
 
 def collect_garbage(args) -> int:
@@ -428,12 +471,53 @@ def run_request_command(client: EnvmgrClient, args) -> None:
         print(f"request {request['id']} ({request['name']}): {request['status']}{detail}")
 
 
+GLOBAL_VALUE_OPTIONS = ("--url", "--token", "--namespace", "--timeout")
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def check_command(parser: argparse.ArgumentParser, argv) -> None:
+    """No subcommand, or one that does not exist: name the subcommands (and the nearest), not the whole usage."""
+    words, i = list(argv), 0
+    while i < len(words):
+        word = words[i]
+        if word in ("-h", "--help"):
+            return  # argparse's own help
+        if word in GLOBAL_VALUE_OPTIONS:
+            i += 2
+            continue
+        if word.startswith("-"):  # --url=..., or an unknown option: argparse says what is wrong with it
+            if "=" not in word:
+                return
+            i += 1
+            continue
+        break
+    known = subcommands(parser)
+    if i < len(words) and words[i] in known:
+        return
+    import difflib
+
+    if i < len(words):
+        near = difflib.get_close_matches(words[i], known, n=1)
+        problem = f"{parser.prog}: no subcommand {words[i]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    else:
+        problem = f"{parser.prog}: name a subcommand"
+    sys.stderr.write(f"{problem}; the subcommands are: {', '.join(known)}. "
+                     f"`{parser.prog} SUBCOMMAND -h` tells more about one.\n")
+    raise SystemExit(2)
+
+
 def parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Options and packages in any order: `create NAME --wait six` as well as `create NAME six --wait`."""
+    check_command(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         if not hasattr(args, "packages") or any(item.startswith("-") for item in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            action.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # its own usage, short
         args.packages = list(args.packages or []) + extra
     return args
 

@@ -15,9 +15,10 @@ import time
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import cli
-from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, merge_pip_packages, progress_line
+from .client import (ACTIVE, TABLE_HEAD, ClientError, EnvmgrClient, changes_text, merge_packages, merge_pip_packages,
+                     outcome_line, progress_line, progress_status, table_rows)
 
-LOG_LINES = 8
+EMPTY = "no environments yet: %envmgr create NAME PKG... --wait"
 
 
 def in_notebook(shell) -> bool:
@@ -28,7 +29,8 @@ def in_notebook(shell) -> bool:
 class EnvmgrMagics(Magics):
     @line_cell_magic
     def envmgr(self, line: str, cell: str = None):
-        """Manage environments: %envmgr list | create | show | log | update | rollback | delete | export | install."""
+        """Manage environments: %envmgr list | create | show | log | update [--dry-run] | rebuild | pin | rollback |
+        delete | export | install; `%envmgr SUBCOMMAND -h` tells more."""
         parser = cli.build_parser(prog="%envmgr", in_kernel=True)
         try:
             args = cli.parse_args(parser, shlex.split(line))
@@ -56,8 +58,13 @@ class EnvmgrMagics(Magics):
                 if cmd == "create" and not args.manager and cli.looks_like_environment_yaml(cell):
                     spec["manager"] = args.manager = "conda"  # a %%envmgr cell holding an environment.yaml
                 spec["packages"] = merge_packages(args.__dict__.get("manager") or "pip", cell, spec.get("packages", ""))
+            if cmd == "update" and args.dry_run:
+                print(changes_text(client.update(args.name, spec, dry_run=True)))
+                return
             record = client.create(spec) if cmd == "create" else client.update(args.name, spec)
             self.report(client, record, args.wait)
+        elif cmd == "rebuild" and not args.dry_run:
+            self.report(client, client.action(args.name, "rebuild"), args.wait)
         elif cmd == "install":
             self.install(client, args)
         else:
@@ -89,14 +96,14 @@ class EnvmgrMagics(Magics):
         if not wait or record["status"] not in ACTIVE:
             return record
         record = self.wait(client, record["name"])
-        if record["status"] == "ready":
-            print(f"{record['name']}: ready, kernel {record['kernel_name']}")
-        else:
-            raise ClientError(0, f"{record['name']} is {record['status']}: {record.get('message', '')}")
+        if record["status"] != "ready":
+            raise ClientError(0, outcome_line(record) + f"; the build log: %envmgr log {record['name']}")
+        print(outcome_line(record))
         return record
 
     def wait(self, client: EnvmgrClient, name: str) -> dict:
-        """A live progress bar and the last log lines, updated in place until the build ends."""
+        """A live progress bar with the build's one-line message, updated in place; it gives way to the
+        outcome line when the build ends (the log, with its paths, is `%envmgr log NAME`)."""
         rich = in_notebook(self.shell)
         handle = None
         if rich:
@@ -105,16 +112,17 @@ class EnvmgrMagics(Magics):
             handle = display({"text/plain": ""}, raw=True, display_id=True)
         while True:
             record = client.get(name)
-            tail = "\n".join(client.log(name).splitlines()[-LOG_LINES:])
-            if rich:  # text/plain beside text/html: papermill, nbconvert and consoles show the text
-                handle.update({"text/html": progress_html(record, tail), "text/plain": progress_line(record)}, raw=True)
-            else:
-                sys.stdout.write("\r\033[K" + progress_line(record))
-                sys.stdout.flush()
             if record["status"] not in ACTIVE:
-                if not rich:
-                    sys.stdout.write("\n")
+                if rich:
+                    handle.update({"text/plain": ""}, raw=True)
+                else:
+                    sys.stdout.write("\r\033[K")
                 return record
+            if rich:  # text/plain beside text/html: papermill, nbconvert and consoles show the text
+                handle.update({"text/html": progress_html(record), "text/plain": progress_line(record)}, raw=True)
+            else:
+                sys.stdout.write("\r\033[K" + progress_line(record)[:cli.terminal_width() - 1])
+                sys.stdout.flush()
             time.sleep(0.5)
 
     def show_table(self, records: list) -> None:
@@ -168,37 +176,23 @@ def newer_revision_notice(client: EnvmgrClient) -> None:
 
 def table_text(records: list) -> str:
     """The CLI's table, for clients that show only text/plain."""
-    import contextlib
-    import io
+    from .client import table_text as text
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        cli.print_table(records)
-    if not records:
-        out.write("no environments yet: %envmgr create NAME PKG... --wait\n")
-    return out.getvalue().rstrip("\n")
+    return text(records, EMPTY)
 
 
 def table_html(records: list) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("name", "manager", "python", "status", "revision", "labels"))
-    rows = []
-    for r in records:
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(r.get("labels", {}).items()))
-        cells = (r["name"], r["manager"], r["python"], r["status"], r.get("revision", ""), labels)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h.lower()}</th>" for h in TABLE_HEAD)
+    rows = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(records)]
     if not rows:
-        rows.append('<tr><td colspan="6">no environments yet: %envmgr create NAME PKG... --wait</td></tr>')
+        rows.append(f'<tr><td colspan="{len(TABLE_HEAD)}">{html.escape(EMPTY)}</td></tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def progress_html(record: dict, tail: str) -> str:
-    value = 1.0 if record["status"] == "ready" else float(record.get("progress") or 0)
-    return (
-        f"<div><b>{html.escape(record['name'])}</b> {html.escape(record['status'])}: "
-        f"{html.escape(record.get('message') or '')}<br>"
-        f'<progress value="{value:.3f}" max="1" style="width: 30em"></progress> {value * 100:.0f}%'
-        f"<pre style=\"max-height: 12em; overflow: auto\">{html.escape(tail)}</pre></div>"
-    )
+def progress_html(record: dict) -> str:
+    value = float(record.get("progress") or 0)
+    return (f'<div><progress value="{value:.3f}" max="1" style="width: 20em; max-width: 100%"></progress> '
+            f"{value * 100:.0f}% <b>{html.escape(record['name'])}</b> {html.escape(progress_status(record))}</div>")
 
 
 def load_ipython_extension(ipython) -> None:

@@ -32,9 +32,7 @@ def test_diff_says_added_removed_upgraded_downgraded_major_and_requested():
         {"name": "rich", "from": None, "to": "13.9.4", "change": "added", "major": False, "requested": True},
         {"name": "tzdata", "from": "2024.1", "to": None, "change": "removed", "major": False, "requested": True},
     ]
-    assert changes.describe(out)[:2] == ["python 3.11 → 3.12", "numpy 1.26.4 → 2.1.3 (upgraded, major, requested)"]
     assert changes.diff(old, old, set(), None, "3.12", "3.12") == {"python": None, "packages": []}
-    assert changes.describe({"python": None, "packages": []}) == ["nothing would change"]
 
 
 def test_versions_compare_as_versions_not_text():

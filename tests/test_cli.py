@@ -27,13 +27,13 @@ def test_cli_round_trip(server, local_index, tmp_path):
     made = envmgr(server, "create", "cli-env", "envmgr-demo-pkg==1.0", "--index-url", local_index.url,
                   "--label", "team=data", "--env", "MY_VAR=1", "--wait")
     assert made.returncode == 0, made.stderr
-    assert "ready, kernel envmgr-cli-env" in made.stdout
-    assert "100%" in made.stderr  # the progress bar's last state
+    assert made.stdout.splitlines()[-1] == "cli-env: ready, kernel envmgr-cli-env (revision 1)"  # said once
+    assert "ready: ready" not in made.stdout + made.stderr and "/rev-" not in made.stdout + made.stderr
 
     listed = envmgr(server, "list", runtime=True)
     assert listed.returncode == 0, listed.stderr
     assert "cli-env" in listed.stdout and "team=data" in listed.stdout and "ready" in listed.stdout
-    assert json.loads(envmgr(server, "show", "cli-env").stdout)["env_vars"] == {"MY_VAR": "1"}
+    assert json.loads(envmgr(server, "show", "cli-env", "--json").stdout)["env_vars"] == {"MY_VAR": "1"}
     assert "==> done" in envmgr(server, "log", "cli-env").stdout
 
     updated = envmgr(server, "update", "cli-env", "envmgr-demo-pkg==2.0", "--wait")
@@ -72,7 +72,51 @@ def test_cli_errors_are_the_servers_message(server):
     )
     assert wrong_token.returncode == 1 and "error:" in wrong_token.stderr
     failed = envmgr(server, "create", "will-fail", "envmgr-no-such-package-at-all", "--wait")
-    assert failed.returncode == 1 and "will-fail is failed" in failed.stderr
+    assert failed.returncode == 1 and "error: will-fail: revision 1 failed: " in failed.stderr, failed.stderr
+    assert "jupyter envmgr log will-fail" in failed.stderr
+    unknown = envmgr(server, "lsit")
+    assert unknown.returncode == 2 and "did you mean 'list'?" in unknown.stderr and "usage:" not in unknown.stderr
+
+
+@pytest.mark.slow
+def test_dry_runs_print_what_would_change_and_list_says_ready_for_a_failed_update(server, local_index):
+    made = envmgr(server, "create", "diff-env", "envmgr-demo-pkg==1.0", "--index-url", local_index.url, "--wait")
+    assert made.returncode == 0, made.stderr
+    before = server.client.get("diff-env")
+
+    up = envmgr(server, "update", "diff-env", "envmgr-demo-pkg==2.0", "envmgr-extra-pkg", "--dry-run")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.splitlines() == [
+        "diff-env: would build revision 2; revision 1 keeps serving until it is ready. Resolved, not installed, "
+        "against revision 1's lock:",
+        "  requested:",
+        "    ↑ envmgr-demo-pkg 1.0 → 2.0 (major)",
+        "    + envmgr-extra-pkg 0.3 (added)",
+        "  1 major change",
+    ]
+    same = envmgr(server, "rebuild", "diff-env", "--dry-run")
+    assert same.returncode == 0 and same.stdout.startswith("diff-env: nothing would change:"), same.stdout + same.stderr
+    meta = envmgr(server, "update", "diff-env", "--description", "team baseline", "--dry-run")
+    assert "metadata only" in meta.stdout
+    assert server.client.get("diff-env") == before  # three dry runs wrote nothing
+
+    assert envmgr(server, "update", "diff-env", "envmgr-demo-pkg==2.0", "--wait").returncode == 0
+    down = envmgr(server, "update", "diff-env", "envmgr-demo-pkg<2", "--dry-run")
+    assert "    ↓ envmgr-demo-pkg 2.0 → 1.0 (DOWNGRADE, major)" in down.stdout.splitlines(), down.stdout
+    pin = envmgr(server, "pin", "diff-env", "--dry-run")
+    assert pin.stdout.startswith("diff-env: the packages would be:\n  envmgr-demo-pkg==2.0\n"), pin.stdout
+    bad = envmgr(server, "update", "diff-env", "envmgr-demo-pkg==7.0", "--dry-run")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1, bad.stderr
+
+    failed = envmgr(server, "update", "diff-env", "envmgr-no-such-pkg-24", "--wait")
+    assert failed.returncode == 1 and "revision 3 failed" in failed.stderr and "revision 2 keeps serving" in failed.stderr
+    listed = envmgr(server, "list")
+    head, row = listed.stdout.splitlines()[0], next(l for l in listed.stdout.splitlines() if l.startswith("diff-env"))
+    assert head.split()[3:6] == ["STATUS", "SERVING", "LATEST"]
+    assert "ready · update 3 failed" in row and row.split()[-2:] == ["2", "3"], row
+    shown = envmgr(server, "show", "diff-env").stdout
+    assert not shown.startswith("{") and ["serving", "revision", "2,", "kernel", "envmgr-diff-env"] in [
+        l.split() for l in shown.splitlines()], shown
 
 
 def test_options_and_packages_in_any_order():
@@ -111,4 +155,4 @@ def test_cli_takes_packages_after_options(server, local_index):
     made = envmgr(server, "create", "order-env", "--wait", "--index-url", local_index.url, "envmgr-demo-pkg==1.0")
     assert made.returncode == 0, made.stderr
     assert "ready, kernel envmgr-order-env" in made.stdout
-    assert json.loads(envmgr(server, "show", "order-env").stdout)["packages"] == "envmgr-demo-pkg==1.0\n"
+    assert json.loads(envmgr(server, "show", "order-env", "--json").stdout)["packages"] == "envmgr-demo-pkg==1.0\n"
