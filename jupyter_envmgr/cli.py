@@ -427,6 +427,9 @@ def run_elsewhere(args) -> int:
             argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not argv:
                 raise ClientError(0, "name the command to run after --, e.g. jupyter envmgr run NAME -- python train.py")
+            from .usage import report_job
+
+            report_job(use)  # a "job" use in .../usage recent, when this user's server is found (bounded; never fatal)
             try:
                 elsewhere.exec_in(use, argv)
             except OSError as e:  # the command does not exist or cannot run

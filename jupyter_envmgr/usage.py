@@ -310,6 +310,9 @@ def report_job(use: dict) -> None:
     try:
         client = EnvmgrClient.discover()
         client.timeout = 1.0
+        roots = {os.path.abspath(s.get("path", "")) for s in client.info().get("storages", [])}
+        if os.path.abspath(use["root"]) not in roots:
+            return  # that server keeps another root: this environment is not its to count
         client.request("POST", "envmgr/api/usage", {
             "reporter": f"job:{os.uname().nodename}:{os.getpid()}", "heartbeat": 0,
             "uses": [{"namespace": use["namespace"], "name": use["name"], "revision": use["revision"], "notebook": "job",

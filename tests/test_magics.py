@@ -39,6 +39,15 @@ def test_magics_in_an_environment_kernel(server, local_index):
     assert "line-env: ready" in made
     assert server.client.get("line-env")["labels"] == {"team": "nb"}
 
+    assert "ready: ready" not in made and "/rev-" not in made  # the outcome once, no log tail of paths
+    preview = run(server, "envmgr-nb-env", "%envmgr update nb-env envmgr-demo-pkg==2.0 --dry-run")
+    assert "↑ envmgr-demo-pkg 1.0 → 2.0 (major)" in preview and "would build revision 2" in preview, preview
+    assert server.client.get("nb-env")["revision"] == 1
+    shown = run(server, "envmgr-nb-env", "%envmgr show nb-env")
+    assert not shown.lstrip().startswith("{") and "kernel envmgr-nb-env" in shown
+    unknown = run(server, "envmgr-nb-env", "%envmgr lsit")
+    assert "did you mean 'list'?" in unknown and "usage:" not in unknown, unknown
+
     # Text-only clients (papermill, nbconvert, consoles) get text/plain beside the HTML.
     shown = run(server, "envmgr-nb-env", CAPTURE.format(line="list"))
     assert "['text/html', 'text/plain']" in shown and "NAME" in shown and "nb-env" in shown, shown
@@ -56,7 +65,7 @@ def test_magics_in_an_environment_kernel(server, local_index):
     assert fresh.split() == ["0.3", "1.0"]
 
     for command, expected in [
-        ("%envmgr show line-env", '"name": "line-env"'),
+        ("%envmgr show line-env", "line-env (namespace default)"),
         ("%envmgr log line-env", "==> done"),
         ("%envmgr export nb-env --format requirements", "envmgr-extra-pkg==0.3"),
         ("%envmgr rollback nb-env 1", "revision 1"),
