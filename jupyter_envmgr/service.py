@@ -135,6 +135,14 @@ class EnvService(ServerApp):
         os.umask(self.umask)  # before anything is written: builds inherit it
         super().init_configurables()
 
+    def init_webapp(self):
+        super().init_webapp()
+        if os.environ.get("JUPYTERHUB_API_TOKEN"):
+            # As jupyterhub-singleuser does: the hub's identity provider replaces check_xsrf_cookie with one
+            # that tornado would call before the caller is known (so a POST with a valid hub token got
+            # "'_xsrf' argument missing"); jupyter_server's prepare() still checks it, after get_user.
+            self.web_app.settings["xsrf_cookies"] = False
+
 
 def hub_settings() -> list:
     """Started by a hub: where to listen and under which prefix, from the environment it gives."""

@@ -91,6 +91,24 @@ def bytecode_step(tools: Toolchain, python: str, *dirs: str, archives: Optional[
     return Step("bytecode", [python, "-I", tools.bytecode_program, *cache, *dirs])
 
 
+#: Run by the build's interpreter on the finished prefix: no file or directory of it stays writable by group or
+#: others (uv makes its venv's `.lock` 0666 on purpose, an init script may chmod anything). Symlinks are left.
+SEAL = """
+import os, stat, sys
+uid = os.geteuid()
+for top, dirs, files in os.walk(sys.argv[1]):
+    for path in [top] + [os.path.join(top, n) for n in dirs + files]:
+        st = os.lstat(path)
+        if st.st_mode & 0o022 and st.st_uid == uid and not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+"""
+
+
+def seal_step(tools: Toolchain, paths: BuildPaths) -> Step:
+    """The last step: a team's readers can write nothing in a revision (DESIGN.md "Who writes")."""
+    return Step("seal", [tools.python, "-I", "-c", SEAL, paths.prefix])
+
+
 def init_step(spec: EnvSpec, paths: BuildPaths, timeout: float) -> list:
     if not spec.init_script.strip():
         return []
@@ -203,7 +221,7 @@ class RecipeBook:
         steps = recipe(spec.manager).steps(self, spec, paths, self.base_packages.get(spec.manager, []))
         if with_init:
             steps += init_step(spec, paths, self.init_script_timeout)
-        return steps, uv_env(spec, self.tools)
+        return steps + [seal_step(self.tools, paths)], uv_env(spec, self.tools)
 
     async def installed(self, manager: str, prefix: str, spec_text: Optional[str] = None,
                         variables: Optional[dict] = None) -> list:
