@@ -215,7 +215,7 @@ class UsageReporter:
 
     def _seen(self, handler) -> None:
         request, status = handler.request, handler.get_status()
-        if status >= 400 or request.method not in ("POST", "DELETE"):
+        if status >= 400 or request.method not in ("POST", "DELETE", "PATCH"):
             return
         path = request.path
         if request.method == "POST" and STARTS.search(path):
@@ -226,9 +226,17 @@ class UsageReporter:
             self._schedule(kid, location, who)
         elif request.method == "DELETE" and STOPS.search(path):
             self._schedule(None, "", "")
+        elif request.method == "PATCH" and "/api/sessions/" in path:
+            # JupyterLab starts a notebook's session under a placeholder path (<dir>/<uuid>) and then sets the
+            # notebook's path: the start is reported again, now with the notebook it belongs to.
+            self._schedule(None, "", "")
 
     def _schedule(self, kid: Optional[str], location: str, who: str) -> None:
+        previous = self._pending
+
         async def note_then_report():
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # in the order the requests came: a start is noted before a rename reports it
             kernel_id = kid or await self._kernel_of(location)
             if kernel_id:
                 self._users[kernel_id] = who
