@@ -63,8 +63,11 @@ class Lab:
         (dirs["config"] / "labconfig").mkdir()
         (dirs["config"] / "labconfig" / "page_config.json").write_text(json.dumps(
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        # In a virtual environment jupyter_core puts sys.prefix before the user dirs, and a copy that pip
+        # installed there (older than the source under test) would be served: the user dirs come first.
         env = {**os.environ, "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-               "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "JUPYTER_ENVMGR_ROOT": str(dirs["envmgr-root"])}
+               "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "JUPYTER_ENVMGR_ROOT": str(dirs["envmgr-root"]),
+               "JUPYTER_PREFER_ENV_PATH": "0"}
         argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                 f"--IdentityProvider.token={self.token}", "--ServerApp.allow_root=True",
                 f"--ServerApp.root_dir={dirs['notebooks']}",

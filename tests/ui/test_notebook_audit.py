@@ -49,7 +49,7 @@ def test_environment_from_notebook_with_audit(browser, audited_lab, shot):
     ])
     nbformat.write(notebook, lab.notebooks / "Trip Analysis.ipynb")
     page = open_lab(browser, lab)
-    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'Trip Analysis.ipynb'})")
+    page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:open', {path: 'Trip Analysis.ipynb'}); }")  # the widget itself is not serialisable
     panel = page.locator(".jp-NotebookPanel:visible")
     expect(panel).to_be_visible()
 

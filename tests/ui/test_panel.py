@@ -244,7 +244,8 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     expect(edit.locator("#envmgr-save-effect")).to_contain_text("builds revision 2")
     edit.get_by_role("button", name="Save and build revision 2").click()
     notice = view.locator(".jp-envmgr-view-head .jp-envmgr-notice")
-    expect(notice).to_contain_text("revision 2 failed", timeout=120000)
+    expect(notice).to_contain_text("update 2 failed", timeout=120000)  # the words of the list, the CLI and the magics
+    expect(notice).to_contain_text("revision 1 keeps serving")
     expect(notice).to_contain_text("envmgr-no-such-package-xyz")
     expect(view.locator('.jp-envmgr-view-head .jp-envmgr-badge[data-status="ready"]')).to_be_visible()
     assert kernel in kernel_names(page)
@@ -266,10 +267,10 @@ def test_create_warm_use_edit_fail_delete(page, lab, shot):
     panel = open_panel(page)
     panel.get_by_label("Filter by text").fill("")
     expect(item.locator('.jp-envmgr-badge[data-status="ready"]')).to_be_visible()
-    expect(item.locator(".jp-envmgr-message")).to_contain_text("revision 2 failed")
+    expect(item.locator(".jp-envmgr-message")).to_contain_text("update 2 failed")
     assert item.locator(".jp-envmgr-message").evaluate("e => e.getBoundingClientRect().height") < 24
-    panel.get_by_label("Filter by status").select_option("failed")
-    expect(item).to_have_count(0)
+    panel.get_by_label("Filter by status").select_option("failed")  # a failed update is found as failed too
+    expect(item).to_be_visible()
     panel.get_by_label("Filter by status").select_option("ready")
     expect(item).to_be_visible()
     panel.get_by_label("Filter by status").select_option("")
@@ -380,7 +381,7 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     expect(item.locator('.jp-envmgr-badge[data-status="ready"]')).to_be_visible()
 
     check_layout(panel)  # a long name and long labels still fit in 250 px
-    page.evaluate(f"() => window.jupyterapp.commands.execute('notebook:create-new', {{kernelName: '{kernel}'}})")
+    page.evaluate(f"async () => {{ await window.jupyterapp.commands.execute('notebook:create-new', {{kernelName: '{kernel}'}}); }}")
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Toolbar-kernelName")).to_contain_text(name, timeout=60000)
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
@@ -392,18 +393,37 @@ def test_changes_made_elsewhere_arrive_without_reload(page, lab, shot):
     expect(toast).to_contain_text("runs revision 1")
     page.wait_for_timeout(1000)  # the toast slides in
     shot(page, "restart-notice")
+    # The notice stays true: a rollback elsewhere to the revision this kernel runs takes it away; forward again, it is back.
+    assert call(lab, "POST", f"environments/{name}/actions", {"action": "rollback", "revision": 1})[0] == 202
+    expect(toast).to_have_count(0, timeout=10000)
+    assert call(lab, "POST", f"environments/{name}/actions", {"action": "rollback", "revision": 2})[0] == 202
+    expect(toast).to_be_visible(timeout=10000)
     toast.get_by_role("button", name="Restart kernel").click()
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
 
-    # Its revisions: both ready, the same lock; a rollback to 1 from the view.
+    # Its revisions: both ready, the same lock; a rollback to 1 from the view asks first, saying who uses it.
     item.get_by_role("button", name=f"Open {name}").click()
     view = view_of(page, name)
     view.get_by_role("tab", name="Revisions").click()
     expect(view.get_by_label("Lock difference")).to_contain_text("The locks are the same.")
     view.get_by_role("button", name="Roll back to 1").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("used by 1 notebook of 1 user in the last 7 days; 1 kernel runs now")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # Enter does not roll back
+    shot(page, "rollback-dialog")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    assert call(lab, "GET", f"environments/{name}")[1]["ready_revision"] == 2  # nothing happened
+    view.get_by_role("button", name="Roll back to 1").click()
+    dialog.get_by_role("button", name="Roll back to 1").click()
+    expect(view.locator(".jp-envmgr-outcome")).to_contain_text("Rolled back to 1")
     expect(view.get_by_role("table", name="Revisions").locator('tr[data-revision="1"]')).to_contain_text("1 (serving)", timeout=60000)
     expect(view.get_by_role("button", name="Roll back to 2")).to_be_visible()
+    expect(page.locator(".Toastify__toast", has_text="is ready")).to_have_count(0)  # this kernel runs 2: nothing to restart for
     shot(page, "view-rollback")
+    view.get_by_role("tab", name="Overview").click()
+    expect(view.locator(".jp-envmgr-facts dt:text('Latest revision') + dd")).to_contain_text("2")
+    expect(view.locator(".jp-envmgr-facts dt:text('Serving') + dd")).to_have_text("revision 1")
 
     # Idle, a page following the event stream asks for no lists.
     if streams_events(lab):
