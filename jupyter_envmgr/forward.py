@@ -239,6 +239,11 @@ class ForwardHandler(ExtensionHandlerMixin, APIHandler):
             prefix = self.client.prefix
             self.set_header("Location", url_path_join(self.base_url, path[len(prefix):]) if path.startswith(prefix) else location)
 
+    def finish(self, *args, **kwargs):
+        """Keep the service's Content-Type (APIHandler.finish would make every answer JSON, a log too)."""
+        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        return super().finish(*args, **kwargs)
+
     def _streaming(self) -> bool:
         return self.request.method == "GET" and self.request.path.endswith("/log") and \
             self.get_query_argument("follow", "0").lower() in ("1", "true", "yes")

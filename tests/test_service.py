@@ -36,7 +36,7 @@ def team(tmp_path, uv_cache_dir, local_index):
 
     def reader(token, **extra):
         server = Server(str(tmp_path / f"nb-{len(readers)}"), str(root), uv_cache_dir,
-                        service_url=service.url, service_token=token, **extra)
+                        **{"service_url": service.url, "service_token": token, **extra})
         readers.append(server)
         return server
 
@@ -189,3 +189,50 @@ def test_a_unix_reader_uses_environments_without_writing_a_byte(team, tmp_path):
     owned = [os.path.join(d, n) for d, dirs, files in os.walk(team.root) for n in dirs + files
              if os.lstat(os.path.join(d, n)).st_uid == uid]
     assert owned == [], f"bob's server wrote on the root: {owned[:5]}"
+
+
+def test_the_service_killed_mid_build_reattaches_after_a_restart(team):
+    """SIGKILL of the one writer mid-build: the runner builds on in its own session, readers say 503
+    meanwhile, and the restarted service re-attaches; the environment becomes ready in the readers' picker."""
+    from tests.helpers import unique
+
+    alice = team.reader(ALICE)
+    alice.client.create(spec("survivor", team.index, packages=f"{unique('envmgr-slow')}\n"))
+    deadline = time.monotonic() + 60
+    while alice.client.get("survivor")["status"] != "warming":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(team.service.proc.pid, 9)
+    team.service.proc.wait()
+    assert call(alice.client.url, alice.token, "GET", "envmgr/api/environments/survivor")[0] == 503
+    team.service.start()
+    record = alice.client.wait("survivor", timeout=240)
+    assert record["status"] == "ready" and record["ready_revision"] == 1, record
+    log = alice.client.log("survivor")
+    assert log.count("==> [1/") == 1 and log.count("==> done") == 1, log  # one build, followed, not a second one
+    deadline = time.monotonic() + 5
+    while "envmgr-survivor" not in call(alice.client.url, alice.token, "GET", "api/kernelspecs")[1]["kernelspecs"]:
+        assert time.monotonic() < deadline, "not in the reader's picker"
+        time.sleep(0.2)
+
+
+def test_two_replicas_of_the_service_on_one_root_never_build_twice(team, tmp_path, uv_cache_dir):
+    """Replicas share the root as peers: a revision queued at one is built once, by one of them, and each
+    replica's readers see it."""
+    from tests.helpers import unique
+
+    other = Service(str(tmp_path / "replica"), team.root, uv_cache_dir, TOKENS, {"readers": ["bob"]}, ACCESS,
+                    namespaces=["default", "team-a"], max_concurrent_builds=1)
+    try:
+        at_first, at_second = team.reader(ALICE), team.reader(BOB, service_url=other.url)
+        at_first.client.create(spec("hog", team.index, packages=f"{unique('envmgr-slow')}\n"))
+        names = [f"rep-{i}" for i in range(4)]
+        for i, name in enumerate(names):
+            (at_first if i % 2 else at_second).client.create(spec(name, team.index, packages="envmgr-demo-pkg==1.0\n"))
+        for name in names + ["hog"]:
+            for reader in (at_first, at_second):
+                assert reader.client.wait(name, timeout=300)["status"] == "ready", name
+            log = at_second.client.log(name)  # a build, or a reuse of an identical lock: once
+            assert log.count("==> done") == 1 and log.count("==> [1/") + log.count("==> reuse") == 1, (name, log)
+    finally:
+        other.stop()
