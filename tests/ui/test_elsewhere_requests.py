@@ -142,10 +142,13 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
         pytest.skip("this server has no /envmgr/api/requests")
     rita_ctx, walt_ctx = two_browsers
 
-    # Rita may not create in team: the form says so and offers to ask instead.
+    # Rita may not create in team: the empty list says so (not "Click New"); the form says it once, by her
+    # name, and offers to ask instead.
     rita = sign_in(rita_ctx, lab, reader=True)
     panel = open_panel(rita)
     panel.get_by_label("Namespace").select_option("team")
+    expect(panel.locator(".jp-envmgr-empty")).to_contain_text("You may read namespace team but not create in it")
+    expect(panel.locator(".jp-envmgr-empty")).not_to_contain_text("Click")
     panel.get_by_role("button", name="New").click()
     form = rita.get_by_role("form", name="Create an environment")
     form.get_by_label("Name", exact=True).fill("ritas-env")
@@ -156,7 +159,9 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
     except Exception:
         form.get_by_role("button", name="Create").click()  # a server without dry runs says it on Create
     expect(offer).to_be_visible(timeout=15000)
-    expect(form.locator("#envmgr-form-error")).to_contain_text("rita may not write environments in namespace 'team'")
+    expect(form.locator("#envmgr-request-offer")).to_contain_text("Rita may read namespace team but not create environments in it")
+    expect(form.locator("#envmgr-form-error")).to_have_count(0)  # one instruction, not a refusal above an offer
+    expect(form.locator("#envmgr-submit-why")).to_contain_text("request it below")
     shot(rita, "request-offer")
     offer.click()
     mine = rita.get_by_role("region", name="Yours")
@@ -225,3 +230,61 @@ def test_a_reader_requests_a_writer_decides(team_lab, two_browsers, shot):
     expect(mine.locator('.jp-envmgr-request[data-status="rejected"]')).to_contain_text("Too big for the team quota")
     shot(rita, "requests-yours")
     assert call(lab, "DELETE", "environments/ritas-env?namespace=team")[0] == 204
+
+
+def start_notebook(page, kernel, name):
+    """A new notebook on `kernel`, its kernel idle."""
+    page.evaluate(f"async () => {{ await window.jupyterapp.commands.execute('notebook:create-new', {{kernelName: '{kernel}'}}); }}")
+    notebook = page.locator(".jp-NotebookPanel:visible")
+    expect(notebook.locator(".jp-Toolbar-kernelName")).to_contain_text(name, timeout=60000)
+    expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60000)
+
+
+def test_who_uses_it_before_a_rollback_or_a_delete(team_lab, two_browsers, shot):
+    """Issue 25: kernels in two people's notebooks show in the view, and the rollback and delete dialogs count them."""
+    lab = team_lab
+    name, kernel = "ui-shared-env", "envmgr-ui-shared-env"
+    assert call(lab, "POST", "environments", {"name": name, "packages": "six\n"})[0] == 202
+    wait_ready(lab, name)
+    assert call(lab, "POST", f"environments/{name}/actions", {"action": "rebuild"})[0] == 202
+    wait_ready(lab, name)
+    rita_ctx, walt_ctx = two_browsers
+    rita = sign_in(rita_ctx, lab, reader=True)
+    walt = sign_in(walt_ctx, lab)
+    for page in (rita, walt):
+        page.wait_for_function(f"() => '{kernel}' in (window.jupyterapp.serviceManager.kernelspecs.specs?.kernelspecs || {{}})")
+        start_notebook(page, kernel, name)
+
+    # Walt's view: who runs it now, by name, and the same sentence the dialogs say.
+    panel = open_panel(walt)
+    panel.locator(f'.jp-envmgr-item[data-name="{name}"]').get_by_role("button", name=f"Open {name}").click()
+    view = view_of(walt, name)
+    used = "used by 2 notebooks of 2 users in the last 7 days; 2 kernels run now"
+    who = view.get_by_role("region", name="Who uses it")
+    expect(who).to_contain_text(used, timeout=15000)
+    running = who.get_by_role("table", name="Kernels running now")
+    expect(running.locator("tbody tr")).to_have_count(2)
+    expect(running).to_contain_text("Walt")  # the signed-in user by display name
+    expect(running).to_contain_text("rita")
+    expect(running).to_contain_text("Untitled.ipynb")
+    shot(walt, "view-who-uses-it")
+
+    # The rollback asks with the count, then says what happened.
+    view.get_by_role("tab", name="Revisions").click()
+    view.get_by_role("button", name="Roll back to 1").click()
+    dialog = walt.locator(".jp-Dialog")
+    expect(dialog).to_contain_text(used)
+    expect(dialog).to_contain_text("Running kernels keep the revision they started with")
+    dialog.get_by_role("button", name="Roll back to 1").click()
+    expect(view.locator(".jp-envmgr-outcome")).to_contain_text("Rolled back to 1")
+    assert call(lab, "GET", f"environments/{name}")[1]["ready_revision"] == 1
+
+    # Delete: the same count; the focus is on Cancel, so Enter deletes nothing.
+    view.get_by_role("button", name="Delete").click()
+    expect(dialog).to_contain_text(used)
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    shot(walt, "delete-dialog")
+    walt.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    assert call(lab, "GET", f"environments/{name}")[0] == 200
+    assert call(lab, "DELETE", f"environments/{name}")[0] == 204

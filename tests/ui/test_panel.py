@@ -336,6 +336,12 @@ def test_keyboard_escape_and_dark_theme(page, lab, shot):
         form.get_by_role("button", name="Create", exact=True).click()
     expect(form.locator("#envmgr-packages-error")).to_contain_text(re.compile("editable|-e"), timeout=10000)
     expect(form.get_by_role("button", name="Create", exact=True)).to_be_disabled()
+    # A policy's refusal (an option line) is said under the field; it is not the namespace's permission, so no
+    # "Request it" is offered to a user who may write here.
+    packages.fill("--index-url https://mirror.example/simple\nsix\n")
+    expect(form.locator("#envmgr-packages-error")).to_contain_text("--index-url", timeout=10000)
+    expect(form.locator("#envmgr-submit-why")).to_contain_text("Change what the server refused")
+    expect(form.get_by_role("button", name="Request it")).to_have_count(0)
     assert call(lab, "GET", "environments/kb-env")[0] == 404  # nothing was created
 
     # A preset adds its lines without repeating what is there; a variable row takes the focus.
