@@ -216,14 +216,16 @@ class Follower(threading.Thread):
 
 def trace_stats(pids: list, seconds: float, root: str, out: str) -> tuple:
     """(stat-family calls naming a path under `root`, all file calls naming it, every stat-family call) of
-    `pids` and all their threads over `seconds`."""
-    argv = ["strace", "-f", "-qq", "-e", "trace=%stat,%lstat,%fstat,%file", "-o", out]
+    `pids` and all their threads over `seconds`, threads attached)."""
+    argv = ["strace", "-f", "-e", "trace=%stat,%lstat,%fstat,%file", "-o", out]
     for pid in pids:
         argv += ["-p", str(pid)]
     tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     time.sleep(seconds)
     tracer.send_signal(signal.SIGINT)
-    tracer.wait(timeout=30)
+    _, err = tracer.communicate(timeout=30)
+    text = err.decode(errors="replace")  # "Process N attached[ with K threads]": every thread of each pid
+    attached = sum(int(m[1] or 1) for m in re.finditer(r"Process \d+ attached(?: with (\d+) threads)?", text))
     stat_re = re.compile(r"\b(stat|lstat|fstat|newfstatat|fstatat64|statx|stat64|lstat64)\(")
     on_root = stats_on_root = stats = 0
     with open(out, errors="replace") as f:
@@ -233,7 +235,7 @@ def trace_stats(pids: list, seconds: float, root: str, out: str) -> tuple:
             if root in line:
                 on_root += 1
                 stats_on_root += is_stat
-    return stats_on_root, on_root, stats
+    return stats_on_root, on_root, stats, attached
 
 
 def bench_follow(args) -> dict:
@@ -305,9 +307,9 @@ def bench_follow(args) -> dict:
     print(f"[cpu] (the {args.readers} idle readers together: {reader_cpu[0] * 100:.2f} % of a core)")
     stat_ok = reader_stats[0] == 0 and embedded_stats[0] > 0
     print(f"[stat] {args.readers} idle readers over {args.seconds:.0f} s: {reader_stats[0]} stat calls on the root "
-          f"({reader_stats[1]} file calls on it; {reader_stats[2]} stat calls anywhere)")
+          f"({reader_stats[1]} file calls on it; {reader_stats[2]} stat calls anywhere; {reader_stats[3]} threads traced)")
     print(f"[stat] embedded server on the same root (baseline), {args.seconds:.0f} s: {embedded_stats[0]} stat calls on the root "
-          f"({embedded_stats[0] / args.seconds:.0f}/s; {embedded_stats[1]} file calls on it; {embedded_stats[2]} stat calls anywhere)")
+          f"({embedded_stats[0] / args.seconds:.0f}/s; {embedded_stats[1]} file calls on it; {embedded_stats[2]} stat calls anywhere; {embedded_stats[3]} threads traced)")
     print(f"[stat] target 0 on the root for readers: {'OK' if stat_ok else 'MISSED'}")
     results.update(events=ev_ok, cpu=cpu_ok, stat=stat_ok)
     return all(results.values())
