@@ -135,7 +135,8 @@ def cpu_share(pid: int, seconds: float) -> float:
 
 # ------------------------------------------------------------ list
 
-def timed(url: str, token: str) -> float:
+def timed(url: str, token: str) -> tuple:
+    """(milliseconds, body) of one GET that must answer 200."""
     start = time.perf_counter()
     status, body, _ = get(url, token)
     took = (time.perf_counter() - start) * 1000
