@@ -84,6 +84,8 @@ class ServiceClient:
             raise ServiceUnavailable(str(e) or type(e).__name__) from None
         if response.code == 599:
             raise ServiceUnavailable(str(response.error or "no answer"))
+        if _gateway_error(response.code, response.headers):
+            raise ServiceUnavailable(f"{response.code} from the proxy in front of it")
         return response.code, response.headers, response.body or b""
 
     async def stream(self, path: str, on_headers: Callable, on_chunk: Callable, headers: Optional[dict] = None,
@@ -98,17 +100,32 @@ class ServiceClient:
             elif line.strip():
                 state["headers"].parse_line(line)
             elif state["status"] not in (None, 100):
-                on_headers(state["status"], state["headers"])
+                if _gateway_error(state["status"], state["headers"]):
+                    state["gateway"] = state["status"]
+                else:
+                    on_headers(state["status"], state["headers"])
+
+        def chunk(data: bytes) -> None:
+            if "gateway" not in state:
+                on_chunk(data)
 
         try:
             response = await self.http.fetch(
                 self._request("GET", path, headers=headers, request_timeout=timeout,
-                              header_callback=header_line, streaming_callback=on_chunk),
+                              header_callback=header_line, streaming_callback=chunk),
                 raise_error=False)
         except (OSError, asyncio.TimeoutError) as e:
             raise ServiceUnavailable(str(e) or type(e).__name__) from None
         if response.code == 599 and state["status"] is None:
             raise ServiceUnavailable(str(response.error or "no answer"))
+        if "gateway" in state:
+            raise ServiceUnavailable(f"{state['gateway']} from the proxy in front of it")
+
+
+def _gateway_error(status: int, headers) -> bool:
+    """A 502/503/504 that is not the service's own JSON: the hub's proxy (or another) answered for a service
+    that is down, with its HTML error page."""
+    return status in (502, 503, 504) and not (headers.get("Content-Type") or "").startswith("application/json")
 
 
 class Relay:
