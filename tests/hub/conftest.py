@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -68,9 +69,14 @@ def hub(hub_machine, local_index):
     base = tempfile.mkdtemp(prefix="envmgr-hub-", dir="/tmp")
     hub = hubkit.Hub(base, hub_machine, local_index.url)
     try:
+        started = time.monotonic()
         hub.start()
+        times = [f"hub, proxy and service {time.monotonic() - started:.1f} s"]
         for user in hubkit.USERS:
+            started = time.monotonic()
             hub.spawn(user)
+            times.append(f"{user}'s server {time.monotonic() - started:.1f} s")
+        print("started: " + ", ".join(times))  # shown with -s
         yield hub
     except BaseException:
         print(f"--- hub log tail ({hub.log_path if hasattr(hub, 'log_path') else base}) ---")
