@@ -61,8 +61,8 @@ async def test_conda_environment_lifecycle(api, envmgr_root, conda_channel):
     assert os.stat(linked).st_ino == os.stat(os.path.join(cached, "site-packages", "envmgr_conda_demo", "__init__.py")).st_ino
 
     log = await read_log(api, "conda-env")
-    assert "==> [1/3] conda:" in log and "solved in" in log and "envmgr-conda-demo 1.0" in log
-    assert "==> [2/3] pip:" in log and "==> [3/3] activate:" in log
+    assert "==> [1/4] conda:" in log and "solved in" in log and "envmgr-conda-demo 1.0" in log
+    assert "==> [2/4] pip:" in log and "==> [3/4] activate:" in log and "==> [4/4] seal:" in log
     assert "--> activate" in log and "--> lock" in log and "wrote the lock: 3 conda packages" in log
     assert "[envmgr-progress]" in log and "linked 3/3 packages" in log
 

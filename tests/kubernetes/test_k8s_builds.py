@@ -51,8 +51,8 @@ async def test_create_ready_run_delete(api, standin, local_index, envmgr_root):
     # The pod log became the revision's log, and the log route serves it.
     status, text = await api.call("GET", "environments/k8s-env/log")
     assert status == 200
-    assert "==> [1/4] venv:" in text and "==> [2/4] install:" in text and "==> done in" in text
-    assert "==> [3/4] bytecode:" in text and "/.envmgr/bytecode-" in text  # the volume's copy: nothing of ours in the image
+    assert "==> [1/5] venv:" in text and "==> [2/5] install:" in text and "==> done in" in text
+    assert "==> [3/5] bytecode:" in text and "/.envmgr/bytecode-" in text  # the volume's copy: nothing of ours in the image
     assert "envmgr-demo-pkg==1.0" in text
 
     # The environment is a kernel of this server and runs code.

@@ -139,8 +139,9 @@ def test_restart_mid_job(standin, kube_config, local_index, tmp_path, envmgr_roo
         # The log of the re-attached build: what the first server copied, then the rest, no line twice.
         status, text = second.call("GET", "environments/r-running/log")
         steps = [line.split(":")[0] for line in text.splitlines() if line.startswith("==> ")]
-        assert steps[:4] == ["==> [1/4] venv", "==> [2/4] install", "==> [3/4] bytecode", "==> [4/4] lock"] and len(steps) == 5, text
-        assert steps[4].startswith("==> done in"), text
+        assert steps[:5] == ["==> [1/5] venv", "==> [2/5] install", "==> [3/5] bytecode", "==> [4/5] lock",
+                             "==> [5/5] seal"] and len(steps) == 6, text
+        assert steps[5].startswith("==> done in"), text
         assert text == standin.pod_log(jobs["r-running"])
         kernels = os.listdir(os.path.join(envmgr_root, "jupyter", "kernels"))
         assert {"envmgr-r-running", "envmgr-r-finished"} <= set(kernels)
