@@ -106,7 +106,7 @@ def test_owner_and_requester_are_hub_user_names(hub, envs):
 
 
 def test_a_bad_token_is_a_json_401_or_403_never_a_redirect(hub):
-    for base in (hub.service_direct, hub.service_url):
+    for base in (hub.service_direct, hub.service_url, hub.server_url("bob")):
         for token in ("", "not-a-token-" + secrets.token_hex(8)):
             for method in ("GET", "POST"):
                 status, data, headers = http(method, base + "envmgr/api/environments", token,
@@ -118,6 +118,45 @@ def test_a_bad_token_is_a_json_401_or_403_never_a_redirect(hub):
     scoped = hub.new_token("bob", scopes=["read:users:name!user=bob"])
     status, data, _ = http("GET", hub.service_direct + "envmgr/api/environments", scoped)
     assert status in (401, 403), (status, data)
+
+
+def server_token(user: str) -> tuple:
+    """(pid, the hub API token) of the user's single-user server, read as root from its environment."""
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in hubkit.processes_of(uid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"jupyterhub-singleuser" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        except OSError:
+            continue
+        return pid, env[b"JUPYTERHUB_API_TOKEN"].decode()
+    raise AssertionError(f"no single-user server of {user} runs")
+
+
+def test_each_server_token_carries_access_to_the_service_and_no_one_elses(hub):
+    # Both settings of the fixture at work: the users hold access:services!service=envmgr (their role) and the
+    # server role asks for it, so the hub did not drop the scope when it spawned the server (it would, silently,
+    # with either one alone).
+    for user in hubkit.USERS:
+        pid, token = server_token(user)
+        status, model, _ = http("GET", f"{hub.url}/hub/api/user", token)
+        assert status == 200 and model["name"] == user, (status, model)
+        assert f"access:services!service={hubkit.SERVICE}" in model["scopes"], model["scopes"]
+        status, data, _ = http("GET", hub.service_direct + "envmgr/api/environments?namespace=team-a", token)
+        assert status == 200, (user, status, data)
+    # What makes forwarding with that token safe: bob cannot read alice's (so he cannot act as her at the service).
+    pid, _ = server_token("alice")
+    tried = python_as("bob", "import errno, json, sys\n"
+                             "out = {}\n"
+                             "for path in sys.argv[1:]:\n"
+                             "    try:\n        open(path, 'rb').read(); out[path] = 'OK'\n"
+                             "    except OSError as e:\n        out[path] = errno.errorcode[e.errno]\n"
+                             "print(json.dumps(out))",
+                      f"/proc/{pid}/environ", os.path.join(pwd.getpwnam("alice").pw_dir, ".local"))
+    assert set(tried.values()) <= set(DENIED), tried
 
 
 # ------------------------------------------------------------------------------------------- storage
