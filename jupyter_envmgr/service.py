@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.serverapp import ServerApp
+from tornado import web
 from traitlets import Dict, Int, List, Unicode, default
 
 from .auth import RESOURCE_PREFIX, NamespaceAuthorizer
@@ -85,6 +86,11 @@ def _hub_identity_provider():
         async def get_user(self, handler):
             hub_user = await super().get_user(handler)
             if hub_user is None:
+                if _bearer(handler):  # said here, before jupyter_server's xsrf check calls it "_xsrf missing"
+                    scope = f"access:services!service={os.environ.get('JUPYTERHUB_SERVICE_NAME', '<name>')}"
+                    raise web.HTTPError(403, f"the token is not a JupyterHub token with {scope}: the user needs "
+                                             "that scope (a role), and a single-user server's token must ask "
+                                             "for it too (the server role or c.Spawner.server_token_scopes)")
                 return None
             model = hub_user.hub_user
             return ServiceUser(username=model["name"], name=model["name"], display_name=model["name"],
