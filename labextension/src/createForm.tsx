@@ -576,7 +576,10 @@ export function SpecForm(props: ISpecFormProps): JSX.Element {
             <Rows<[string, string]> id="envmgr-env-vars" what="variable" columns={['name', 'value']} rows={form.envVars} empty={['', '']} error={errors.env_vars}
               onChange={envVars => update({ envVars })} />
           </Group>
-          <Field id="envmgr-gpu" label="GPUs (preloading)" error={errors.gpu}>
+          <Field id="envmgr-gpu" label="GPUs for the build" error={errors.gpu}
+            hint={info.backend === 'local'
+              ? 'The local backend builds on this machine and ignores this; on Kubernetes the build runs on a GPU node with this many GPUs.'
+              : 'The build runs on a GPU node with this many GPUs, so CUDA packages are installed where they will run. 0: any node.'}>
             <input type="number" min={0} max={64} value={form.gpu} onChange={e => update({ gpu: e.target.value })} />
           </Field>
           {!editing && (
