@@ -1,7 +1,7 @@
 """What an update would change, before it happens: a resolved package set against the serving lock.
 
 Pure (no I/O): locks and resolves come in as text or {name: version}; `resolve.py` produces them.
-The text for people is client.changes_text (shared by the CLI and the magics).
+The text for people is text.changes_text (shared by the CLI and the magics).
 Also the text side of the `pin` action: requested packages rewritten as `==` pins of the serving lock.
 """
 from __future__ import annotations

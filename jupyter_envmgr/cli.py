@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Optional
 
-from .client import (ClientError, EnvmgrClient, changes_text, merge_packages, outcome_line, progress_line, record_text,
-                     stderr_is_tty, table_text)
+from .client import ClientError, EnvmgrClient, merge_packages
+from .text import changes_text, outcome_line, progress_line, record_text, stderr_is_tty, table_text
 
 
 def parse_pairs(values, what: str) -> dict:

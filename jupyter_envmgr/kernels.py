@@ -23,7 +23,7 @@ from .store import atomic_write, shared_dir_mode
 
 PREFIX = "envmgr-"
 #: The modules kernels import for %envmgr: standard library + IPython only, copied onto the root.
-MAGIC_MODULES = ("__init__.py", "_version.py", "client.py", "cli.py", "magics.py", "inuse.py")
+MAGIC_MODULES = ("__init__.py", "_version.py", "client.py", "text.py", "cli.py", "magics.py", "inuse.py")
 
 
 def kernel_name(namespace: str, name: str, default_namespace: str) -> str:

@@ -15,8 +15,8 @@ import time
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import cli
-from .client import (ACTIVE, TABLE_HEAD, ClientError, EnvmgrClient, changes_text, merge_packages, merge_pip_packages,
-                     outcome_line, progress_line, progress_status, table_rows)
+from .client import ACTIVE, ClientError, EnvmgrClient, merge_packages, merge_pip_packages
+from .text import TABLE_HEAD, changes_text, outcome_line, progress_line, progress_status, table_rows
 
 EMPTY = "no environments yet: %envmgr create NAME PKG... --wait"
 
@@ -176,7 +176,7 @@ def newer_revision_notice(client: EnvmgrClient) -> None:
 
 def table_text(records: list) -> str:
     """The CLI's table, for clients that show only text/plain."""
-    from .client import table_text as text
+    from .text import table_text as text
 
     return text(records, EMPTY)
 

@@ -1,7 +1,8 @@
-"""What `jupyter envmgr` and `%envmgr` print, pure (client.py's one formatter): milliseconds, in the fast tier."""
+"""What `jupyter envmgr` and `%envmgr` print, pure (text.py, the one formatter): milliseconds, in the fast tier."""
 import pytest
 
-from jupyter_envmgr import cli, client, magics
+from jupyter_envmgr import cli, magics
+from jupyter_envmgr import text as fmt
 
 READY = {"name": "demo", "manager": "pip", "python": "3.12", "status": "ready", "message": "ready", "revision": 1,
          "ready_revision": 1, "kernel_name": "envmgr-demo", "labels": {"team": "data"}, "packages": "six\n",
@@ -12,16 +13,16 @@ BUILDING = dict(READY, status="warming", revision=2, message="installing package
 
 
 def test_status_is_the_panels_words():
-    assert client.status_words(READY) == "ready"
-    assert client.status_words(UPDATE_FAILED) == "ready · update 3 failed"
-    assert client.status_words(BUILDING) == "ready · update 2 building"
-    assert client.status_words(dict(BUILDING, status="cancelled")) == "ready · update 2 cancelled"
-    assert client.status_words(FIRST_FAILED) == "failed"
-    assert client.status_words(dict(FIRST_FAILED, status="warming")) == "warming"
+    assert fmt.status_words(READY) == "ready"
+    assert fmt.status_words(UPDATE_FAILED) == "ready · update 3 failed"
+    assert fmt.status_words(BUILDING) == "ready · update 2 building"
+    assert fmt.status_words(dict(BUILDING, status="cancelled")) == "ready · update 2 cancelled"
+    assert fmt.status_words(FIRST_FAILED) == "failed"
+    assert fmt.status_words(dict(FIRST_FAILED, status="warming")) == "warming"
 
 
 def test_list_says_ready_for_a_failed_update_and_shows_the_serving_revision():
-    text = client.table_text([READY, UPDATE_FAILED | {"name": "other"}, FIRST_FAILED | {"name": "broken"}])
+    text = fmt.table_text([READY, UPDATE_FAILED | {"name": "other"}, FIRST_FAILED | {"name": "broken"}])
     head, *rows = text.splitlines()
     assert head.split() == ["NAME", "MANAGER", "PYTHON", "STATUS", "SERVING", "LATEST", "LABELS"]
     other = next(r for r in rows if r.startswith("other"))
@@ -34,21 +35,21 @@ def test_list_says_ready_for_a_failed_update_and_shows_the_serving_revision():
 
 
 def test_show_is_text_not_json():
-    text = client.record_text(dict(UPDATE_FAILED, env_vars={"MY_VAR": "1"}, index_urls=["https://***@mirror/simple"]))
+    text = fmt.record_text(dict(UPDATE_FAILED, env_vars={"MY_VAR": "1"}, index_urls=["https://***@mirror/simple"]))
     assert not text.lstrip().startswith("{") and '"name"' not in text
     lines = text.splitlines()
     assert lines[0] == "demo (namespace default)"
     assert "  status      ready · update 3 failed: envmgr-no-such-pkg was not found in the index" in lines
     assert "  serving     revision 1, kernel envmgr-demo" in lines and "  latest      revision 3 (failed)" in lines
     assert any(l.split() == ["env", "vars", "MY_VAR=1"] for l in lines) and any("https://***@mirror/simple" in l for l in lines)
-    assert "ready: ready" not in client.record_text(READY)  # a message that only repeats the status is left out
+    assert "ready: ready" not in fmt.record_text(READY)  # a message that only repeats the status is left out
 
 
 def test_progress_and_outcome_say_it_once():
-    assert client.progress_line(dict(READY, message="ready")).endswith("100%  ready")
-    assert client.progress_line(BUILDING).endswith(" 40%  warming: installing packages")
-    assert client.outcome_line(READY) == "demo: ready, kernel envmgr-demo (revision 1)"
-    assert client.outcome_line(UPDATE_FAILED) == ("demo: revision 3 failed: envmgr-no-such-pkg was not found in the index; "
+    assert fmt.progress_line(dict(READY, message="ready")).endswith("100%  ready")
+    assert fmt.progress_line(BUILDING).endswith(" 40%  warming: installing packages")
+    assert fmt.outcome_line(READY) == "demo: ready, kernel envmgr-demo (revision 1)"
+    assert fmt.outcome_line(UPDATE_FAILED) == ("demo: revision 3 failed: envmgr-no-such-pkg was not found in the index; "
                                                   "revision 1 keeps serving")
     assert "<pre" not in magics.progress_html(BUILDING) and "installing packages" in magics.progress_html(BUILDING)
 
@@ -61,7 +62,7 @@ CHANGES = {"python": {"from": "3.11", "to": "3.12"}, "packages": [
 
 
 def test_dry_run_changes_as_text():
-    text = client.changes_text(dict(READY, revision=2, status="pending", changes=CHANGES))
+    text = fmt.changes_text(dict(READY, revision=2, status="pending", changes=CHANGES))
     assert text.splitlines() == [
         "demo: would build revision 2; revision 1 keeps serving until it is ready. Resolved, not installed, against revision 1's lock:",
         "  Python 3.11 → 3.12",
@@ -73,10 +74,10 @@ def test_dry_run_changes_as_text():
         "    ↓ tzdata 2024.1 → 2023.4 (DOWNGRADE)",
         "  1 downgrade and 1 major change",
     ]
-    same = client.changes_text(dict(READY, revision=2, status="pending", changes={"python": None, "packages": []}))
+    same = fmt.changes_text(dict(READY, revision=2, status="pending", changes={"python": None, "packages": []}))
     assert same.startswith("demo: nothing would change:") and "revision 1 serves" in same
-    assert client.changes_text(READY) == "demo: metadata only: no new revision, nothing to install; revision 1 keeps serving"
-    first = client.changes_text(dict(FIRST_FAILED, revision=2, changes={"python": None, "packages": CHANGES["packages"][1:2]}))
+    assert fmt.changes_text(READY) == "demo: metadata only: no new revision, nothing to install; revision 1 keeps serving"
+    first = fmt.changes_text(dict(FIRST_FAILED, revision=2, changes={"python": None, "packages": CHANGES["packages"][1:2]}))
     assert "against nothing installed" in first and "keeps serving" not in first
     assert cli.pin_text(dict(READY, packages="six==1.16.0\n")).startswith("demo: the packages would be:\n  six==1.16.0\ndemo: metadata only")
 
