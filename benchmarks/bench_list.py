@@ -19,21 +19,9 @@ import sys
 import threading
 import time
 
-from seed import get, p, seeded_server, timed_gets
+from seed import cpu_share, get, p, seeded_server, timed_gets
 
 CLIENTS = 50
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_share(pid: int, seconds: float) -> float:
-    before, started = cpu_seconds(pid), time.perf_counter()
-    time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
 def hold_streams(port: int, token: str, count: int, stop: threading.Event) -> list:

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import http.client
-import json
 import os
 import pwd
 import re
@@ -50,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from seed import get, p, seed_root  # noqa: E402
+from seed import cpu_seconds, cpu_share, get, p, seed_root  # noqa: E402
 
 from helpers import Server, Service, call  # noqa: E402  (the tests' real-server helpers)
 
@@ -119,18 +118,6 @@ class Team:
 
 def load() -> str:
     return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_share(pid: int, seconds: float) -> float:
-    before, started = cpu_seconds(pid), time.perf_counter()
-    time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
 # ------------------------------------------------------------ list
