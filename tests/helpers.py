@@ -351,18 +351,33 @@ def unix_user(name: str) -> str:
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
     # Other accounts must reach this interpreter (pyenv's lives under /root): search, not read, on its parents.
-    for path in {os.path.realpath(sys.executable), sys.prefix}:
-        searchable(os.path.dirname(path))
+    grant_traverse([os.path.dirname(os.path.realpath(sys.executable)), sys.prefix])
     return name
 
 
-def searchable(path: str) -> None:
-    """Let other accounts pass through `path` and its parents (search, not read): pytest's tmp dirs are 0700."""
-    path = os.path.realpath(path)
-    while True:
-        mode = os.stat(path).st_mode
-        if not mode & 0o001:
-            os.chmod(path, mode | 0o001)
-        if path == "/":
-            return
-        path = os.path.dirname(path)
+def grant_traverse(paths) -> list:
+    """Let other users reach `paths` (the venv, its interpreter, a test's tmp dir): o+x on every directory on
+    the way that lacks it (e.g. /root, 0700, where pyenv keeps the interpreter; pytest's tmp dirs). No read bit
+    is added, so nothing becomes listable. Returns [(dir, old mode)] for `restore_modes`."""
+    import stat
+
+    changed = []
+    for path in paths:
+        parts = os.path.abspath(path).split(os.sep)
+        for i in range(1, len(parts) + 1):
+            directory = os.sep.join(parts[:i]) or os.sep
+            if not os.path.isdir(directory):
+                continue
+            mode = stat.S_IMODE(os.stat(directory).st_mode)
+            if not mode & stat.S_IXOTH:
+                os.chmod(directory, mode | stat.S_IXOTH)
+                changed.append((directory, mode))
+    return changed
+
+
+def restore_modes(changed) -> None:
+    for directory, mode in reversed(changed):
+        try:
+            os.chmod(directory, mode)
+        except OSError:
+            pass

@@ -14,7 +14,7 @@ import pytest
 
 from jupyter_envmgr import store
 from jupyter_envmgr.store import Store, storage_error
-from tests.helpers import Server, call, searchable, unix_user
+from tests.helpers import Server, call, grant_traverse, unix_user
 
 READER = "envmgr-bob"
 
@@ -52,7 +52,7 @@ def test_a_root_of_another_account_is_not_writable_here(tmp_path):
     probe = ("import sys; from jupyter_envmgr.store import Store; "
              "print(Store(sys.argv[1]).writable())")
     account = unix_user(READER)
-    searchable(str(tmp_path))
+    grant_traverse([str(tmp_path)])
     done = subprocess.run(["runuser", "-u", account, "--", sys.executable, "-c", probe, str(tmp_path)],
                           capture_output=True, text=True, cwd="/")
     assert done.stdout.strip() == "False", done.stderr
@@ -66,7 +66,7 @@ def test_a_read_it_may_not_make_is_403_naming_the_path_a_write_503(tmp_path):
     private.mkdir(parents=True)
     (private / "env.json").write_text("{}")
     os.chmod(private, 0o700)
-    searchable(str(tmp_path))
+    grant_traverse([str(tmp_path)])
     probe = """
 import json, sys
 from jupyter_envmgr.store import storage_error
@@ -100,7 +100,7 @@ def test_an_embedded_server_of_another_user_lists_reads_and_runs_what_it_cannot_
     Unix user: the list, a record and a kernel work; a 0700 leftover is a 403; writes are refused; nothing
     on the root becomes bob's."""
     account = unix_user(READER)
-    searchable(str(tmp_path))
+    grant_traverse([str(tmp_path)])
     root = str(tmp_path / "root")
     alice = Server(str(tmp_path / "alice"), root, uv_cache_dir)
     try:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_envmgr.client import ClientError
-from tests.helpers import Server, Service, call, searchable, unix_user
+from tests.helpers import Server, Service, call, grant_traverse, unix_user
 
 TOKENS = {"tok-alice-3f9c": "alice", "tok-bob-77ad": "bob"}
 ACCESS = {"team-a": {"read": ["group:readers"], "write": ["alice"]}, "default": {"read": ["*"], "write": ["alice", "bob"]}}
@@ -153,7 +153,7 @@ def test_a_unix_reader_uses_environments_without_writing_a_byte(team, tmp_path):
     """bob is another Unix account: he lists, starts kernels and imports from the service's files, can change
     none of them, and his running kernel keeps its revision from being pruned."""
     account = unix_user("envmgr-bob")
-    searchable(str(tmp_path))
+    grant_traverse([str(tmp_path)])
     alice = team.reader(ALICE)
     alice.client.create(spec("shared", team.index))
     assert alice.client.wait("shared", timeout=240)["status"] == "ready"

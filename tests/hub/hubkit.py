@@ -14,7 +14,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Optional
 
 from jupyter_envmgr.client import ClientError, EnvmgrClient  # noqa: F401 - the tests use both
 from jupyter_envmgr.demo import free_port
+from helpers import grant_traverse, restore_modes  # noqa: F401 - conftest uses both through hubkit
 
 USERS = ("alice", "bob")
 SERVICE_USER = "envsvc"
@@ -114,33 +114,6 @@ def remove_users(names) -> None:
     for name in names:
         end_processes(pwd.getpwnam(name).pw_uid)
         subprocess.run(["userdel", "-r", name], capture_output=True, timeout=60)
-
-
-def grant_traverse(paths) -> list:
-    """Let other users reach `paths` (the venv, its interpreter, the source tree): o+x on every directory on
-    the way that lacks it (e.g. /root, 0700, where pyenv keeps the interpreter). No read bit is added, so
-    nothing becomes listable. Returns [(dir, old mode)] for `restore_modes`."""
-    changed = []
-    for path in paths:
-        path = os.path.abspath(path)
-        parts = path.split(os.sep)
-        for i in range(2, len(parts) + 1):
-            directory = os.sep.join(parts[:i]) or os.sep
-            if not os.path.isdir(directory):
-                continue
-            mode = stat.S_IMODE(os.stat(directory).st_mode)
-            if not mode & stat.S_IXOTH:
-                os.chmod(directory, mode | stat.S_IXOTH)
-                changed.append((directory, mode))
-    return changed
-
-
-def restore_modes(changed) -> None:
-    for directory, mode in reversed(changed):
-        try:
-            os.chmod(directory, mode)
-        except OSError:
-            pass
 
 
 def install_proxy() -> str:

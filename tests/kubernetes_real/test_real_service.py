@@ -16,7 +16,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import jupyter_envmgr
 import pytest
 from jupyter_envmgr.client import ClientError, EnvmgrClient
 from jupyter_envmgr.demo import free_port
+from helpers import grant_traverse, restore_modes
 from kubernetes import client
 
 pytestmark = pytest.mark.slow
@@ -46,22 +46,6 @@ def wait(predicate, timeout: float, what: str, interval: float = 0.2):
             last = e
         assert time.monotonic() < deadline, f"{what}: not after {timeout}s (last: {last!r})"
         time.sleep(interval)
-
-
-def grant_traverse(paths) -> list:
-    """o+x (never o+r) on each directory on the way to `paths` that lacks it (/root, 0700, holds pyenv's
-    interpreter; pytest's tmp dirs are 0700): [(dir, old mode)] to put back."""
-    changed = []
-    for path in paths:
-        parts = os.path.abspath(path).split(os.sep)
-        for i in range(2, len(parts) + 1):
-            directory = os.sep.join(parts[:i])
-            if os.path.isdir(directory):
-                mode = stat.S_IMODE(os.stat(directory).st_mode)
-                if not mode & stat.S_IXOTH:
-                    os.chmod(directory, mode | stat.S_IXOTH)
-                    changed.append((directory, mode))
-    return changed
 
 
 class Process:
@@ -167,8 +151,7 @@ def reader(tmp_path, reader_user, envmgr_root, service, kube_namespace):
         yield process
     finally:
         process.stop()
-        for directory, mode in reversed(changed):
-            os.chmod(directory, mode)
+        restore_modes(changed)
 
 
 #: Run as the reader: try to create a file in argv[1]; print the errno (0: it was written).
